@@ -1,0 +1,63 @@
+/**
+ * The kernel set every device implements. Models are written against this interface only, so a CUDA or
+ * WebGPU backend adds files rather than touching models; each backend is checked against the CPU one.
+ * Kernels take and return f32 activations; weights may be stored in f16/bf16 where a backend supports it.
+ * Kernels that return a Tensor allocate it; those documented "in place" overwrite their first argument.
+ */
+import type { LayerCache } from '../cache/kv-cache.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+/** A view of attention probabilities that a press may need (see attention/observer.ts). */
+export interface AttentionBlock {
+  layer: number;
+  kvHead: number;
+  /** Query heads of this KV head's group, in order; rows of `probs` cycle through them fastest. */
+  groupSize: number;
+  /** Original positions of the query tokens in this block. */
+  queryPositions: Int32Array;
+  /** [queryPositions.length × groupSize rows] × `cols` probabilities over entries [0, cols) of the head. */
+  probs: Float32Array;
+  cols: number;
+}
+
+export interface AttentionObserver {
+  observe(block: AttentionBlock): void;
+}
+
+export interface AttentionOptions {
+  layer: number;
+  scale: number;
+  /** Sliding window in tokens (a query sees keys with position > its own − window), or null. */
+  window: number | null;
+  observer?: AttentionObserver;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** y = x · weightᵀ (+ bias): x [rows × in], weight [out × in] as Hugging Face stores Linear layers. */
+  linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor;
+  /** Rows of `table` picked by id. */
+  embedding(table: Tensor, ids: ArrayLike<number>): Tensor;
+  /** RMSNorm over the last dimension: x / rms(x) · weight. */
+  rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor;
+  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor;
+  /** In place: rotary embedding of `heads` heads per row with precomputed cos/sin tables. */
+  rope(x: Tensor, heads: number, headDim: number, tables: { cos: Float32Array; sin: Float32Array }): void;
+  /** silu(gate) · up, from a fused [rows × 2·inner] projection holding gate then up. */
+  swiglu(gateUp: Tensor, inner: number): Tensor;
+  /** In place. */
+  gelu(x: Tensor, kind: 'gelu_new' | 'gelu'): void;
+  /** In place: a += b. */
+  add(a: Tensor, b: Tensor): void;
+  /** Splits [rows × Σwidths] into column blocks of the given widths. */
+  splitColumns(x: Tensor, widths: number[]): Tensor[];
+  /** Rows [start, end) of a 2-D tensor. */
+  sliceRows(x: Tensor, start: number, end: number): Tensor;
+  /** Appends the rows' keys and values ([rows × kvHeads·headDim]) to the layer's heads at `positions`. */
+  appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void;
+  /**
+   * Grouped-query attention of q ([rows × heads·headDim], rows at `positions`) over everything the layer's
+   * heads hold, with the causal rule "a query sees entries whose original position is ≤ its own".
+   */
+  attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor;
+}

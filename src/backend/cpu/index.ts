@@ -1,0 +1,98 @@
+/** The CPU backend: f32 compute over host arrays, matrix products through the accelerated matmul path. */
+import type { AttentionOptions, Backend } from '../backend.js';
+import type { LayerCache } from '../../cache/kv-cache.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { applyRope } from '../../attention/rope.js';
+import { attention } from './attention.js';
+import * as ew from './elementwise.js';
+import { matmulTransB } from './matmul.js';
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+
+  linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+    const [outDim, inDim] = weight.shape;
+    const rows = x.size / inDim;
+    const y = new Float32Array(rows * outDim);
+    matmulTransB(x.f32, weight.f32, y, rows, outDim, inDim);
+    if (bias) {
+      const b = bias.f32;
+      for (let r = 0; r < rows; r++) for (let i = 0; i < outDim; i++) y[r * outDim + i] += b[i];
+    }
+    return new Tensor([rows, outDim], y);
+  }
+
+  embedding(table: Tensor, ids: ArrayLike<number>): Tensor {
+    const dim = table.cols;
+    const out = new Float32Array(ids.length * dim);
+    ew.embedding(table.f32, dim, ids, out);
+    return new Tensor([ids.length, dim], out);
+  }
+
+  rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+    const out = new Float32Array(x.size);
+    ew.rmsNorm(x.f32, weight.f32, eps, out);
+    return new Tensor(x.shape, out);
+  }
+
+  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
+    const out = new Float32Array(x.size);
+    ew.layerNorm(x.f32, weight.f32, bias.f32, eps, out);
+    return new Tensor(x.shape, out);
+  }
+
+  rope(x: Tensor, heads: number, headDim: number, tables: { cos: Float32Array; sin: Float32Array }): void {
+    applyRope(x.f32, x.size / (heads * headDim), heads, headDim, tables);
+  }
+
+  swiglu(gateUp: Tensor, inner: number): Tensor {
+    const rows = gateUp.size / (2 * inner);
+    const out = new Float32Array(rows * inner);
+    ew.swiglu(gateUp.f32, rows, inner, out);
+    return new Tensor([rows, inner], out);
+  }
+
+  gelu(x: Tensor, kind: 'gelu_new' | 'gelu'): void {
+    ew.gelu(x.f32, kind);
+  }
+
+  add(a: Tensor, b: Tensor): void {
+    const x = a.f32;
+    const y = b.f32;
+    for (let i = 0; i < x.length; i++) x[i] += y[i];
+  }
+
+  splitColumns(x: Tensor, widths: number[]): Tensor[] {
+    const rows = x.rows;
+    const cols = x.cols;
+    const src = x.f32;
+    let offset = 0;
+    return widths.map((w) => {
+      const out = new Float32Array(rows * w);
+      for (let r = 0; r < rows; r++) out.set(src.subarray(r * cols + offset, r * cols + offset + w), r * w);
+      offset += w;
+      return new Tensor([rows, w], out);
+    });
+  }
+
+  sliceRows(x: Tensor, start: number, end: number): Tensor {
+    const cols = x.cols;
+    return new Tensor([end - start, cols], x.f32.slice(start * cols, end * cols));
+  }
+
+  appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void {
+    const d = layer.heads[0].headDim;
+    const width = layer.heads.length * d;
+    layer.heads.forEach((head, h) => head.append(k.f32, v.f32, positions, h * d, width));
+  }
+
+  attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor {
+    const rows = positions.length;
+    const numHeads = q.size / rows / layer.heads[0].headDim;
+    const out = new Float32Array(q.size);
+    attention(q.f32, rows, numHeads, layer, positions, opts, out);
+    return new Tensor(q.shape, out);
+  }
+}
+
+export const cpuBackend = new CpuBackend();

@@ -1,0 +1,120 @@
+/**
+ * Matrix multiply of the CPU backend: C[M,N] = A[M,K] · B[N,K]ᵀ (B in Hugging Face Linear layout), f32 row-major,
+ * synchronous. Three paths, picked once: OpenBLAS through koffi (fastest; needs libopenblas), WebAssembly SIMD with
+ * worker threads (portable fallback), and plain JavaScript loops (the reference). ATTEND_MATMUL=openblas|wasm-simd|js
+ * forces one; ATTEND_MATMUL_THREADS sets the thread count of the first two.
+ */
+import { check } from '../../errors.js';
+import { defaultThreads } from './matmul/node.js';
+import { matmulTransBOpenBlas, openBlas, openBlasError } from './matmul/openblas.js';
+import { matmulTransBJs } from './matmul/reference.js';
+import { matmulTransBWasm, releaseWasmWeights, wasmSimdError, wasmSimdInfo, wasmSimdReady } from './matmul/wasm-simd.js';
+
+export type MatmulPath = 'openblas' | 'wasm-simd' | 'js';
+
+export interface MatmulOptions {
+  /**
+   * B holds the same values on every call with this buffer region, as weights do (default true). Only the wasm-simd
+   * path uses it: it caches a packed copy of B; pass false for data that changes between calls (e.g. a KV cache).
+   */
+  reuseB?: boolean;
+}
+
+type Impl = (a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, reuseB: boolean) => void;
+
+const PATHS: readonly MatmulPath[] = ['openblas', 'wasm-simd', 'js'];
+
+let active: { name: MatmulPath; impl: Impl } | undefined;
+
+/** Why `name` cannot run here, or undefined when it can (loads the library / compiles the module on first ask). */
+export function matmulPathError(name: MatmulPath): string | undefined {
+  if (name === 'openblas') return openBlasError();
+  if (name === 'wasm-simd') return wasmSimdError();
+  return undefined;
+}
+
+function implFor(name: MatmulPath): Impl {
+  switch (name) {
+    case 'openblas': {
+      const ob = openBlas()!;
+      return (a, b, c, m, n, k) => matmulTransBOpenBlas(ob, a, b, c, m, n, k);
+    }
+    case 'wasm-simd':
+      return matmulTransBWasm;
+    case 'js':
+      return matmulTransBJs;
+  }
+}
+
+/** Force one path, or 'auto': ATTEND_MATMUL if set, else the first that works of openblas, wasm-simd, js. */
+export function selectMatmul(name: 'auto' | MatmulPath): void {
+  if (name === 'auto') {
+    const env = globalThis.process?.env?.ATTEND_MATMUL;
+    if (env) {
+      check((PATHS as readonly string[]).includes(env), `ATTEND_MATMUL must be one of ${PATHS.join(', ')} (got '${env}')`);
+      name = env as MatmulPath;
+    } else {
+      name = PATHS.find((p) => matmulPathError(p) === undefined)!;
+    }
+  }
+  const err = matmulPathError(name);
+  check(err === undefined, () => `matmul path '${name}' is not available: ${err}`);
+  active = { name, impl: implFor(name) };
+}
+
+function current(): { name: MatmulPath; impl: Impl } {
+  if (!active) selectMatmul('auto');
+  return active!;
+}
+
+/** C[M,N] = A[M,K] · B[N,K]ᵀ (B in Hugging Face Linear layout: one row per output feature), all f32 row-major. */
+export function matmulTransB(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, options?: MatmulOptions): void {
+  if (!(a.length >= m * k && b.length >= n * k && c.length >= m * n && m >= 0 && n >= 0 && k >= 0)) {
+    throw new RangeError(`matmulTransB: arrays too short for m=${m} n=${n} k=${k} (a ${a.length}, b ${b.length}, c ${c.length})`);
+  }
+  if (m === 0 || n === 0) return;
+  if (k === 0) {
+    c.fill(0, 0, m * n);
+    return;
+  }
+  current().impl(a, b, c, m, n, k, options?.reuseB ?? true);
+}
+
+/** Which implementation is active: 'openblas' | 'wasm-simd' | 'js' (+ thread count), for `attend info` and the bench. */
+export function matmulBackendInfo(): { name: string; threads: number; detail: string } {
+  const { name } = current();
+  if (name === 'openblas') {
+    const ob = openBlas()!;
+    return { name, threads: ob.threads, detail: `${ob.config}; kernels ${ob.core}; ${ob.file} via koffi` };
+  }
+  if (name === 'wasm-simd') return { name, ...wasmSimdInfo() };
+  return { name, threads: 1, detail: 'reference JavaScript loops' };
+}
+
+/** Resolves when the active path's threads are up (the wasm workers start asynchronously; earlier calls still work). */
+export async function matmulReady(): Promise<void> {
+  if (current().name === 'wasm-simd') await wasmSimdReady();
+}
+
+/** Drops cached copies of weights `b` (wasm-simd only; they are also dropped when `b`'s buffer is collected). */
+export function releaseMatmulWeights(b: Float32Array): void {
+  releaseWasmWeights(b);
+}
+
+export { defaultThreads as matmulDefaultThreads };
+
+/**
+ * C[M,N] = A[M,K] · B[K,N] (B not transposed), for products with data that changes on every call, such as
+ * attention probabilities times cached values. OpenBLAS multiplies it directly; other paths transpose B first.
+ */
+export function matmulNN(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void {
+  if (m === 0 || n === 0) return;
+  if (current().name === 'openblas') {
+    // Row-major, neither operand transposed (CBLAS 101, 111, 111).
+    openBlas()!.sgemm(101, 111, 111, m, n, k, 1, a, k, b, n, 0, c, n);
+    return;
+  }
+  const bt = new Float32Array(n * k);
+  for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) bt[j * k + i] = b[i * n + j];
+  matmulTransB(a, bt, c, m, n, k, { reuseB: false });
+}

@@ -1,0 +1,125 @@
+/**
+ * Emits the WebAssembly SIMD GEMM module: C[M, N] = A[M, K] · B[N, K]ᵀ with B pre-packed into column panels of NR
+ * features (panel p holds, for each k, the NR values B[p·NR .. p·NR+NR-1][k] contiguously, zero-padded), so the
+ * micro-kernel streams B linearly and keeps an MR×NR block of C in f32x4 registers (wasm SIMD has no FMA: mul+add).
+ */
+import { assemble, Fn, I32, V128, type MemoryImport } from './wasm-encoder.js';
+
+/** Panel width (output features per packed panel): two f32x4 vectors. */
+export const NR = 8;
+/** Rows of A per micro-kernel call. */
+export const MR = 4;
+
+/** Micro-kernel for `rows` rows of A: C[rows, NR] = A[rows, 0:k] · panel, with `unroll` independent accumulator sets. */
+function microKernel(rows: number, unroll: number): Fn {
+  // params: pa, lda (bytes), pb, pc, ldc (bytes), k
+  const f = new Fn(`k${rows}`, [I32, I32, I32, I32, I32, I32]);
+  const [pa, lda, pb, pc, ldc, k] = [0, 1, 2, 3, 4, 5];
+  const V = NR / 4;
+  const rowOff: number[] = [];
+  for (let r = 1; r < rows; r++) rowOff[r] = f.local(I32);
+  const acc: number[][][] = [];
+  for (let u = 0; u < unroll; u++) {
+    acc.push([]);
+    for (let r = 0; r < rows; r++) acc[u]!.push(Array.from({ length: V }, () => f.local(V128)));
+  }
+  const bv = Array.from({ length: V }, () => f.local(V128));
+  const t = f.local(V128);
+  for (let r = 1; r < rows; r++) f.get(lda).i32(r).mul().set(rowOff[r]!);
+
+  const step = (u: number, accSet: number[][]) => {
+    for (let v = 0; v < V; v++) f.get(pb).v128Load((u * NR + v * 4) * 4).set(bv[v]!);
+    for (let r = 0; r < rows; r++) {
+      f.get(pa);
+      if (r > 0) f.get(rowOff[r]!).add();
+      f.load32Splat(u * 4).set(t);
+      for (let v = 0; v < V; v++) f.get(accSet[r]![v]!).get(t).get(bv[v]!).f32x4Mul().f32x4Add().set(accSet[r]![v]!);
+    }
+  };
+  if (unroll > 1) {
+    f.while(
+      () => f.get(k).i32(unroll).geS(),
+      () => {
+        for (let u = 0; u < unroll; u++) step(u, acc[u]!);
+        f.inc(pa, 4 * unroll).inc(pb, NR * 4 * unroll).inc(k, -unroll);
+      },
+    );
+  }
+  f.while(
+    () => f.get(k).i32(0).gtS(),
+    () => {
+      step(0, acc[0]!);
+      f.inc(pa, 4).inc(pb, NR * 4).inc(k, -1);
+    },
+  );
+  for (let r = 0; r < rows; r++) {
+    for (let v = 0; v < V; v++) {
+      for (let u = 1; u < unroll; u++) f.get(acc[0]![r]![v]!).get(acc[u]![r]![v]!).f32x4Add().set(acc[0]![r]![v]!);
+      f.get(pc).get(acc[0]![r]![v]!).v128Store(v * 16);
+    }
+    if (r + 1 < rows) f.incBy(pc, ldc);
+  }
+  return f;
+}
+
+/**
+ * gemm(pa, lda, pb, pc, ldc, m, k, p0, p1, mc): panels [p0, p1) of the packed B, all m rows, in row blocks of mc rows
+ * (the A block stays in cache while the panels stream). lda/ldc are byte strides; C's row stride must cover whole panels.
+ */
+function driver(kernels: number[]): Fn {
+  const f = new Fn('gemm', [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32], true);
+  const [pa, lda, pb, pc, ldc, m, k, p0, p1, mc] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const panelBytes = f.local(I32);
+  const i0 = f.local(I32);
+  const iEnd = f.local(I32);
+  const p = f.local(I32);
+  const i = f.local(I32);
+  const aRow = f.local(I32);
+  const cRow = f.local(I32);
+  const bp = f.local(I32);
+  const rem = f.local(I32);
+  f.get(k).i32(NR * 4).mul().set(panelBytes);
+  f.i32(0).set(i0);
+  f.while(
+    () => f.get(i0).get(m).ltS(),
+    () => {
+      f.get(i0).get(mc).add().set(iEnd);
+      f.get(iEnd).get(m).gtS().if(() => f.get(m).set(iEnd));
+      f.get(p0).set(p);
+      f.while(
+        () => f.get(p).get(p1).ltS(),
+        () => {
+          f.get(pb).get(p).get(panelBytes).mul().add().set(bp);
+          f.get(pa).get(i0).get(lda).mul().add().set(aRow);
+          f.get(pc).get(i0).get(ldc).mul().add().get(p).i32(NR * 4).mul().add().set(cRow);
+          f.get(i0).set(i);
+          f.while(
+            () => f.get(i).i32(MR).add().get(iEnd).gtS().i32(0).eq(),
+            () => {
+              f.get(aRow).get(lda).get(bp).get(cRow).get(ldc).get(k).call(kernels[MR - 1]!);
+              f.get(aRow).get(lda).i32(MR).mul().add().set(aRow);
+              f.get(cRow).get(ldc).i32(MR).mul().add().set(cRow);
+              f.inc(i, MR);
+            },
+          );
+          f.get(iEnd).get(i).sub().set(rem);
+          for (let r = 1; r < MR; r++) {
+            f.get(rem).i32(r).eq().if(() => f.get(aRow).get(lda).get(bp).get(cRow).get(ldc).get(k).call(kernels[r - 1]!));
+          }
+          f.inc(p, 1);
+        },
+      );
+      f.get(iEnd).set(i0);
+    },
+  );
+  return f;
+}
+
+/** The module bytes; exports `gemm`. */
+export function buildGemmModule(memory: MemoryImport): Uint8Array<ArrayBuffer> {
+  const unrollFor = (rows: number) => (rows === 1 ? 4 : rows === 2 ? 2 : 1);
+  const kernels: Fn[] = [];
+  for (let r = 1; r <= MR; r++) kernels.push(microKernel(r, unrollFor(r)));
+  const gemm = driver(kernels.map((_, i) => i));
+  return assemble(memory, [...kernels, gemm]);
+}

@@ -1,0 +1,396 @@
+/**
+ * The portable path: the WebAssembly SIMD kernel of wasm-kernel.ts over one (shared, when possible) linear memory,
+ * with the call split across worker threads by panel ranges and made synchronous with Atomics.wait.
+ *
+ * Weights: B is packed into wasm memory once per distinct buffer region (ArrayBuffer + byteOffset + n + k) and cached
+ * in a WeakMap keyed on the ArrayBuffer, so new views of the same weights hit too. The cache costs as much memory as
+ * the f32 weights themselves (plus < NR−1 padding rows per matrix), all inside the one wasm memory (4 GiB at most);
+ * least recently used entries are evicted when it is full, and entries are freed when their buffer is collected.
+ * B must not change between calls unless `reuseB` is false (a few sampled values are rechecked as a safety net only).
+ */
+import { defaultThreads, tryRequire } from './node.js';
+import { buildGemmModule, MR, NR } from './wasm-kernel.js';
+
+type WorkerThreads = typeof import('node:worker_threads');
+type Gemm = (pa: number, lda: number, pb: number, pc: number, ldc: number, m: number, k: number, p0: number, p1: number, mc: number) => void;
+
+const PAGE = 65536;
+const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
+const INITIAL_PAGES = 256;
+/** Control block words (Int32 at byte 0 of the memory), shared with the workers. */
+const C = { SEQ: 0, STATE: 1, DONE: 2, CHUNKS: 3, PER_CHUNK: 4, ERR: 5, READY: 6, QUIT: 7, ARGS: 8 } as const;
+const HEAP_START = 1024;
+/** Rows of A per cache block in the driver. */
+const MC = 64;
+/** Below this many multiply-adds a call runs on the calling thread only (waking a worker costs ~10 µs). */
+const PARALLEL_MIN_WORK = 1 << 18;
+/** Spin iterations before sleeping in Atomics.wait (keeps back-to-back calls from paying the futex wake-up). */
+const SPIN = 20000;
+
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, spin } = workerData;
+const C = ${JSON.stringify(C)};
+const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm;
+const ctl = new Int32Array(memory.buffer, 0, 16);
+let seen = Atomics.load(ctl, C.SEQ);
+Atomics.add(ctl, C.READY, 1);
+Atomics.notify(ctl, C.READY);
+for (;;) {
+  let s = Atomics.load(ctl, C.SEQ);
+  for (let i = 0; s === seen && i < spin; i++) s = Atomics.load(ctl, C.SEQ);
+  if (s === seen) { Atomics.wait(ctl, C.SEQ, seen); continue; }
+  seen = s;
+  if (Atomics.load(ctl, C.QUIT)) break;
+  const tag = (s & 0x7fff) << 16;
+  const a = ctl.slice(C.ARGS, C.ARGS + 10);
+  const chunks = Atomics.load(ctl, C.CHUNKS), per = Atomics.load(ctl, C.PER_CHUNK);
+  for (;;) {
+    const st = Atomics.load(ctl, C.STATE);
+    if ((st & 0x7fff0000) !== tag || (st & 0xffff) >= chunks) break;
+    if (Atomics.compareExchange(ctl, C.STATE, st, st + 1) !== st) continue;
+    const p0 = (st & 0xffff) * per;
+    try { gemm(a[0], a[1], a[2], a[3], a[4], a[5], a[6], p0, Math.min(p0 + per, a[7]), a[9]); }
+    catch (e) { Atomics.store(ctl, C.ERR, 1); }
+    if (Atomics.add(ctl, C.DONE, 1) + 1 === chunks) Atomics.notify(ctl, C.DONE);
+  }
+}
+`;
+
+/** First-fit allocator over the wasm memory, growing it on demand; 64-byte aligned blocks. */
+class Heap {
+  private free: { off: number; size: number }[] = [];
+  end: number;
+
+  constructor(private readonly memory: WebAssembly.Memory) {
+    this.end = memory.buffer.byteLength;
+    this.free.push({ off: HEAP_START, size: this.end - HEAP_START });
+  }
+
+  /** Byte offset of a new block, or -1 when the memory cannot grow enough. */
+  alloc(bytes: number): number {
+    const size = Math.max(64, Math.ceil(bytes / 64) * 64);
+    for (let i = 0; i < this.free.length; i++) {
+      const blk = this.free[i]!;
+      if (blk.size < size) continue;
+      const off = blk.off;
+      blk.off += size;
+      blk.size -= size;
+      if (blk.size === 0) this.free.splice(i, 1);
+      return off;
+    }
+    const last = this.free[this.free.length - 1];
+    const tail = last && last.off + last.size === this.end ? last.size : 0;
+    const have = this.end / PAGE;
+    const need = Math.ceil((size - tail) / PAGE);
+    const pages = Math.min(MAX_PAGES - have, Math.max(need, Math.ceil(have / 8)));
+    if (pages < need) return -1;
+    try {
+      this.memory.grow(pages);
+    } catch {
+      return -1;
+    }
+    this.release(this.end, pages * PAGE);
+    this.end += pages * PAGE;
+    return this.alloc(size);
+  }
+
+  release(off: number, bytes: number): void {
+    const size = Math.max(64, Math.ceil(bytes / 64) * 64);
+    let i = 0;
+    while (i < this.free.length && this.free[i]!.off < off) i++;
+    this.free.splice(i, 0, { off, size });
+    const next = this.free[i + 1];
+    if (next && off + size === next.off) {
+      this.free[i]!.size += next.size;
+      this.free.splice(i + 1, 1);
+    }
+    const prev = this.free[i - 1];
+    if (prev && prev.off + prev.size === off) {
+      prev.size += this.free[i]!.size;
+      this.free.splice(i, 1);
+    }
+  }
+}
+
+interface Packed {
+  off: number;
+  bytes: number;
+  n: number;
+  k: number;
+  /** Sampled B values at pack time, rechecked on every hit. */
+  sample: Float32Array;
+  lastUse: number;
+  map: Map<string, Packed>;
+  key: string;
+}
+
+interface State {
+  memory: WebAssembly.Memory;
+  module: WebAssembly.Module;
+  gemm: Gemm;
+  heap: Heap;
+  f32: Float32Array;
+  ctl: Int32Array;
+  threads: number;
+  workers: import('node:worker_threads').Worker[];
+  ready: Promise<void>;
+  seq: number;
+  scratch: { off: number; bytes: number };
+  tick: number;
+  cachedBytes: number;
+  entries: Set<Packed>;
+}
+
+let state: State | undefined;
+let initError: string | undefined;
+const cache = new WeakMap<ArrayBufferLike, Map<string, Packed>>();
+const registry = new FinalizationRegistry<Map<string, Packed>>((map) => {
+  for (const e of map.values()) dropEntry(e);
+});
+
+function dropEntry(e: Packed): void {
+  if (!state || !state.entries.delete(e)) return;
+  state.heap.release(e.off, e.bytes);
+  state.cachedBytes -= e.bytes;
+  e.map.delete(e.key);
+}
+
+/** Why the path is unavailable, or undefined when it works. */
+export function wasmSimdError(): string | undefined {
+  init();
+  return initError;
+}
+
+function init(): State | undefined {
+  if (state || initError !== undefined) return state;
+  try {
+    if (typeof WebAssembly !== 'object') throw new Error('no WebAssembly');
+    const wanted = defaultThreads();
+    const wt = wanted > 1 && typeof SharedArrayBuffer === 'function' ? tryRequire<WorkerThreads>('node:worker_threads') : undefined;
+    const shared = wt !== undefined;
+    const bytes = buildGemmModule({ initialPages: INITIAL_PAGES, maximumPages: MAX_PAGES, shared });
+    if (!WebAssembly.validate(bytes)) throw new Error('WebAssembly SIMD not supported');
+    const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared });
+    const module = new WebAssembly.Module(bytes);
+    const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm as Gemm;
+    const workers: State['workers'] = [];
+    if (wt) {
+      for (let i = 1; i < wanted; i++) {
+        const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, spin: SPIN }, execArgv: [], stdout: false });
+        w.unref();
+        workers.push(w);
+      }
+    }
+    const ctl = new Int32Array(memory.buffer, 0, 16);
+    const ready = new Promise<void>((resolve, reject) => {
+      let online = 0;
+      if (workers.length === 0) resolve();
+      for (const w of workers) {
+        w.once('online', () => ++online === workers.length && resolve());
+        w.once('error', reject);
+      }
+    });
+    ready.catch(() => undefined);
+    state = {
+      memory,
+      module,
+      gemm,
+      heap: new Heap(memory),
+      f32: new Float32Array(memory.buffer),
+      ctl,
+      threads: workers.length + 1,
+      workers,
+      ready,
+      seq: 0,
+      scratch: { off: -1, bytes: 0 },
+      tick: 0,
+      cachedBytes: 0,
+      entries: new Set(),
+    };
+    warmUp(state);
+    return state;
+  } catch (e) {
+    initError = e instanceof Error ? e.message : String(e);
+    return undefined;
+  }
+}
+
+/** A few small calls so V8 tiers the kernels up to optimized code before real work. */
+function warmUp(s: State): void {
+  const a = new Float32Array(4 * 64).fill(1);
+  const b = new Float32Array(8 * 64).fill(1);
+  const c = new Float32Array(4 * 8);
+  for (let i = 0; i < 200; i++) run(s, a, b, c, 4, 8, 64, false, false);
+}
+
+/** Resolves once the worker threads are running (calls before that run on the calling thread alone). */
+export async function wasmSimdReady(): Promise<void> {
+  const s = init();
+  if (!s) return;
+  await s.ready;
+  while (Atomics.load(s.ctl, C.READY) < s.workers.length) await new Promise((r) => setTimeout(r, 1));
+}
+
+export function wasmSimdInfo(): { threads: number; detail: string } {
+  const s = init();
+  if (!s) return { threads: 0, detail: initError ?? '' };
+  const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
+  return {
+    threads: s.threads,
+    detail: `f32x4 ${MR}x${NR} kernel, ${s.workers.length} worker thread(s)${s.workers.length ? ' + caller' : ''}, packed weights ${mib(s.cachedBytes)} in ${s.entries.size} matrices, wasm memory ${mib(s.heap.end)}`,
+  };
+}
+
+/** Frees the packed copy of `b`'s weights (all shapes), if cached. */
+export function releaseWasmWeights(b: Float32Array): void {
+  const map = cache.get(b.buffer);
+  if (map) for (const e of [...map.values()]) if (e.key.startsWith(`${b.byteOffset}:`)) dropEntry(e);
+}
+
+function alloc(s: State, bytes: number, keep?: Packed): number {
+  for (;;) {
+    const off = s.heap.alloc(bytes);
+    if (off >= 0) {
+      if (s.f32.buffer.byteLength !== s.heap.end) s.f32 = new Float32Array(s.memory.buffer);
+      return off;
+    }
+    let lru: Packed | undefined;
+    for (const e of s.entries) if (e !== keep && (!lru || e.lastUse < lru.lastUse)) lru = e;
+    if (!lru) throw new RangeError(`matmul (wasm-simd): cannot allocate ${bytes} bytes of wasm memory (4 GiB limit)`);
+    dropEntry(lru);
+  }
+}
+
+const SAMPLES = 9;
+
+function sampleOf(b: Float32Array, len: number): Float32Array {
+  const out = new Float32Array(SAMPLES);
+  for (let i = 0; i < SAMPLES; i++) out[i] = b[Math.floor(((len - 1) * i) / (SAMPLES - 1))]!;
+  return out;
+}
+
+function sameSample(x: Float32Array, y: Float32Array): boolean {
+  for (let i = 0; i < SAMPLES; i++) if (!Object.is(x[i], y[i])) return false;
+  return true;
+}
+
+/** Writes B[N,K] into panels of NR rows, k-major inside a panel, zero-padding the last panel. */
+function packB(f32: Float32Array, dst: number, b: Float32Array, n: number, k: number): void {
+  const panels = Math.ceil(n / NR);
+  for (let j = 0; j < panels * NR; j++) {
+    const p = (j / NR) | 0;
+    let d = dst + p * NR * k + (j - p * NR);
+    if (j < n) {
+      const s = j * k;
+      for (let kk = 0; kk < k; kk++, d += NR) f32[d] = b[s + kk]!;
+    } else {
+      for (let kk = 0; kk < k; kk++, d += NR) f32[d] = 0;
+    }
+  }
+}
+
+function packedBytes(n: number, k: number): number {
+  return Math.ceil(n / NR) * NR * k * 4;
+}
+
+/** Byte offset of B packed in wasm memory: from the cache (packing on a miss) or, when !reuse, freshly packed. */
+function packedB(s: State, b: Float32Array, n: number, k: number, reuse: boolean, scratchAt: number): number {
+  if (!reuse) {
+    packB(s.f32, scratchAt / 4, b, n, k);
+    return scratchAt;
+  }
+  let map = cache.get(b.buffer);
+  if (!map) {
+    map = new Map();
+    cache.set(b.buffer, map);
+    registry.register(b.buffer, map);
+  }
+  const key = `${b.byteOffset}:${n}:${k}`;
+  let e = map.get(key);
+  const sample = sampleOf(b, n * k);
+  if (e && !sameSample(e.sample, sample)) {
+    e.sample = sample;
+    packB(s.f32, e.off / 4, b, n, k);
+  }
+  if (!e) {
+    const bytes = packedBytes(n, k);
+    const off = alloc(s, bytes);
+    e = { off, bytes, n, k, sample, lastUse: 0, map, key };
+    map.set(key, e);
+    s.entries.add(e);
+    s.cachedBytes += bytes;
+    packB(s.f32, off / 4, b, n, k);
+  }
+  e.lastUse = ++s.tick;
+  return e.off;
+}
+
+/** C = A·Bᵀ on the wasm path. `reuseB`: B holds weights that do not change (see the file comment). */
+export function matmulTransBWasm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, reuseB = true): void {
+  const s = init();
+  if (!s) throw new Error(`matmul: wasm-simd unavailable: ${initError}`);
+  run(s, a, b, c, m, n, k, reuseB, true);
+}
+
+function run(s: State, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, reuseB: boolean, parallel: boolean): void {
+  const panels = Math.ceil(n / NR);
+  const ldc = panels * NR;
+  const aBytes = Math.ceil((m * k * 4) / 64) * 64;
+  const cBytes = m * ldc * 4;
+  const bBytes = reuseB ? 0 : packedBytes(n, k);
+  const need = aBytes + cBytes + bBytes;
+  if (s.scratch.bytes < need) {
+    if (s.scratch.off >= 0) s.heap.release(s.scratch.off, s.scratch.bytes);
+    s.scratch = { off: -1, bytes: 0 };
+    s.scratch = { off: alloc(s, need), bytes: need };
+  }
+  const pa = s.scratch.off;
+  const pc = pa + aBytes;
+  const pb = packedB(s, b, n, k, reuseB, pc + cBytes);
+  const f32 = s.f32;
+  f32.set(a.length === m * k ? a : a.subarray(0, m * k), pa / 4);
+
+  const ready = s.workers.length > 0 && Atomics.load(s.ctl, C.READY) === s.workers.length;
+  if (parallel && ready && panels > 1 && m * n * k >= PARALLEL_MIN_WORK) {
+    runParallel(s, [pa, k * 4, pb, pc, ldc * 4, m, k, panels, 0, MC]);
+  } else {
+    s.gemm(pa, k * 4, pb, pc, ldc * 4, m, k, 0, panels, MC);
+  }
+
+  if (ldc === n) c.set(f32.subarray(pc / 4, pc / 4 + m * n));
+  else for (let i = 0; i < m; i++) c.set(f32.subarray(pc / 4 + i * ldc, pc / 4 + i * ldc + n), i * n);
+}
+
+/** Publishes one job and works on it alongside the workers; chunks (panel ranges) are claimed by CAS on STATE. */
+function runParallel(s: State, args: number[]): void {
+  const ctl = s.ctl;
+  const panels = args[7]!;
+  const per = Math.max(1, Math.ceil(panels / (s.threads * 6)));
+  const chunks = Math.ceil(panels / per);
+  for (let i = 0; i < args.length; i++) ctl[C.ARGS + i] = args[i]!;
+  s.seq = (s.seq + 1) & 0x7fffffff;
+  const tag = (s.seq & 0x7fff) << 16;
+  Atomics.store(ctl, C.CHUNKS, chunks);
+  Atomics.store(ctl, C.PER_CHUNK, per);
+  Atomics.store(ctl, C.DONE, 0);
+  Atomics.store(ctl, C.STATE, tag);
+  Atomics.store(ctl, C.SEQ, s.seq);
+  Atomics.notify(ctl, C.SEQ);
+  for (;;) {
+    const st = Atomics.load(ctl, C.STATE);
+    if ((st & 0xffff) >= chunks) break;
+    if (Atomics.compareExchange(ctl, C.STATE, st, st + 1) !== st) continue;
+    const p0 = (st & 0xffff) * per;
+    s.gemm(args[0]!, args[1]!, args[2]!, args[3]!, args[4]!, args[5]!, args[6]!, p0, Math.min(p0 + per, panels), args[9]!);
+    Atomics.add(ctl, C.DONE, 1);
+  }
+  let spins = 0;
+  const start = Date.now();
+  for (let done = Atomics.load(ctl, C.DONE); done < chunks; done = Atomics.load(ctl, C.DONE)) {
+    if (++spins < SPIN) continue;
+    Atomics.wait(ctl, C.DONE, done, 100);
+    if (Date.now() - start > 60_000) throw new Error('matmul (wasm-simd): worker thread stopped responding');
+  }
+  if (Atomics.exchange(ctl, C.ERR, 0)) throw new Error('matmul (wasm-simd): a worker thread failed');
+}

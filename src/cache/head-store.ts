@@ -1,0 +1,142 @@
+/**
+ * The entries one key/value head of one layer holds: keys, values and each entry's original position, kept
+ * in ascending position order so that a causal mask is a prefix. Heads are independent, so a compression step
+ * can keep a different number of entries per head; `keep` reallocates to the kept size, so dropped entries
+ * return their memory instead of being masked.
+ */
+import { type DType, BYTES_PER_ELEMENT, narrow, widen } from '../tensor/dtype.js';
+
+/** Room added when a head grows: large enough to amortise copies, small enough to waste little memory. */
+const GROW_ENTRIES = 256;
+
+type Storage = Float32Array | Uint16Array;
+
+function allocate(dtype: DType, n: number): Storage {
+  return dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
+}
+
+export class HeadStore {
+  private keyData: Storage;
+  private valueData: Storage;
+  private positionData: Int32Array;
+  length = 0;
+
+  constructor(
+    readonly headDim: number,
+    readonly dtype: DType = 'f32',
+    capacity = 0,
+  ) {
+    this.keyData = allocate(dtype, capacity * headDim);
+    this.valueData = allocate(dtype, capacity * headDim);
+    this.positionData = new Int32Array(capacity);
+  }
+
+  get capacity(): number {
+    return this.positionData.length;
+  }
+
+  get positions(): Int32Array {
+    return this.positionData.subarray(0, this.length);
+  }
+
+  /** Bytes this head really holds (its allocated buffers, spare room included). */
+  bytes(): number {
+    return this.capacity * (2 * this.headDim * BYTES_PER_ELEMENT[this.dtype] + 4);
+  }
+
+  /**
+   * Appends `count` entries. `keys`/`values` are f32 rows read with a stride: entry i starts at
+   * `offset + i·stride` (so a head can be copied straight out of a [tokens × heads·dim] projection).
+   */
+  append(keys: Float32Array, values: Float32Array, positions: Int32Array, offset: number, stride: number): void {
+    const count = positions.length;
+    if (count > 0 && this.length > 0 && positions[0] <= this.positionData[this.length - 1]) {
+      throw new Error(`cache entries must be appended in increasing position order`);
+    }
+    this.reserve(this.length + count);
+    const d = this.headDim;
+    for (let i = 0; i < count; i++) {
+      const src = offset + i * stride;
+      this.writeRow(this.keyData, this.length + i, keys.subarray(src, src + d));
+      this.writeRow(this.valueData, this.length + i, values.subarray(src, src + d));
+      this.positionData[this.length + i] = positions[i];
+    }
+    this.length += count;
+  }
+
+  /** Keys of entries [start, start+count) as f32 rows; 16-bit storage is widened into `scratch`. */
+  keys(start: number, count: number, scratch?: Float32Array): Float32Array {
+    return this.read(this.keyData, start, count, scratch);
+  }
+
+  values(start: number, count: number, scratch?: Float32Array): Float32Array {
+    return this.read(this.valueData, start, count, scratch);
+  }
+
+  /**
+   * Keeps only the entries at `indices` (ascending, no repeats) and reallocates to exactly that many, so the
+   * dropped entries' memory is released.
+   */
+  keep(indices: ArrayLike<number>): void {
+    const d = this.headDim;
+    const n = indices.length;
+    const keys = allocate(this.dtype, n * d);
+    const values = allocate(this.dtype, n * d);
+    const positions = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const j = indices[i];
+      if (j < 0 || j >= this.length || (i > 0 && j <= indices[i - 1])) {
+        throw new Error(`keep: indices must be ascending, unique and below ${this.length}`);
+      }
+      keys.set(this.keyData.subarray(j * d, (j + 1) * d), i * d);
+      values.set(this.valueData.subarray(j * d, (j + 1) * d), i * d);
+      positions[i] = this.positionData[j];
+    }
+    this.keyData = keys;
+    this.valueData = values;
+    this.positionData = positions;
+    this.length = n;
+  }
+
+  /** Number of entries whose position is ≤ `position` (entries are sorted, so they form a prefix). */
+  visibleUpTo(position: number): number {
+    let lo = 0;
+    let hi = this.length;
+    const p = this.positionData;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (p[mid] <= position) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private reserve(needed: number): void {
+    if (needed <= this.capacity) return;
+    const capacity = Math.max(needed, this.capacity + Math.max(GROW_ENTRIES, this.capacity >> 2));
+    const d = this.headDim;
+    const keys = allocate(this.dtype, capacity * d);
+    const values = allocate(this.dtype, capacity * d);
+    const positions = new Int32Array(capacity);
+    keys.set(this.keyData.subarray(0, this.length * d));
+    values.set(this.valueData.subarray(0, this.length * d));
+    positions.set(this.positionData.subarray(0, this.length));
+    this.keyData = keys;
+    this.valueData = values;
+    this.positionData = positions;
+  }
+
+  private writeRow(target: Storage, index: number, row: Float32Array): void {
+    const at = index * this.headDim;
+    if (target instanceof Float32Array) target.set(row, at);
+    else narrow(this.dtype as 'f16' | 'bf16', row, target.subarray(at, at + this.headDim));
+  }
+
+  private read(source: Storage, start: number, count: number, scratch?: Float32Array): Float32Array {
+    const d = this.headDim;
+    const rows = source.subarray(start * d, (start + count) * d);
+    if (rows instanceof Float32Array) return rows;
+    const out = scratch && scratch.length >= count * d ? scratch.subarray(0, count * d) : new Float32Array(count * d);
+    return widen(this.dtype as 'f16' | 'bf16', rows, out);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The KV cache of one sequence: per layer, per key/value head, a HeadStore. Positions keep the original
+ * numbering: after entries are dropped, new tokens still continue from `nextPosition`, so RoPE and causal
+ * masks stay those of the uncompressed sequence.
+ */
+import type { DType } from '../tensor/dtype.js';
+import { HeadStore } from './head-store.js';
+
+export interface CacheShape {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+}
+
+export class LayerCache {
+  readonly heads: HeadStore[];
+
+  constructor(numKvHeads: number, headDim: number, dtype: DType) {
+    this.heads = Array.from({ length: numKvHeads }, () => new HeadStore(headDim, dtype));
+  }
+
+  bytes(): number {
+    return this.heads.reduce((sum, h) => sum + h.bytes(), 0);
+  }
+
+  /** Largest number of entries any head holds. */
+  maxLength(): number {
+    return this.heads.reduce((m, h) => Math.max(m, h.length), 0);
+  }
+}
+
+export class KVCache {
+  readonly layers: LayerCache[];
+  /** The original position the next token will take. */
+  nextPosition = 0;
+
+  constructor(
+    readonly shape: CacheShape,
+    readonly dtype: DType = 'f32',
+  ) {
+    this.layers = Array.from({ length: shape.numLayers }, () => new LayerCache(shape.numKvHeads, shape.headDim, dtype));
+  }
+
+  /** Exact bytes held by all layers and heads. */
+  bytes(): number {
+    return this.layers.reduce((sum, l) => sum + l.bytes(), 0);
+  }
+
+  /** Entries held, summed over layers and heads. */
+  entries(): number {
+    return this.layers.reduce((sum, l) => sum + l.heads.reduce((s, h) => s + h.length, 0), 0);
+  }
+
+  /** Tokens seen so far (the uncompressed length). */
+  get seenTokens(): number {
+    return this.nextPosition;
+  }
+}

@@ -1,0 +1,103 @@
+/** `attend generate`: streams a continuation (or a chat reply) to stdout as tokens arrive. */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { AttendError } from '../errors.js';
+import { generateStream, type GenerateOptions } from '../generate/generate.js';
+import { loadModel, type LoadedModel } from '../models/load.js';
+import { collect, defaultModel, parseCount, parseNumber } from './options.js';
+
+interface Flags {
+  model?: string;
+  prompt?: string;
+  promptFile?: string;
+  chat?: boolean;
+  system?: string;
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  stop?: string[];
+  prefillChunk?: number;
+  stats?: boolean;
+}
+
+export function registerGenerate(program: Command): void {
+  program
+    .command('generate')
+    .description('generate text from a prompt, streaming it to stdout')
+    .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
+    .option('--prompt <text>', 'the prompt')
+    .option('--prompt-file <file>', 'read the prompt from a file')
+    .option('--chat', "wrap the prompt as a user message with the model's chat template")
+    .option('--system <text>', 'a system message (with --chat)')
+    .option('--max-tokens <n>', 'most new tokens', parseCount('--max-tokens'))
+    .option('--temperature <t>', '0 for greedy', parseNumber('--temperature'))
+    .option('--top-k <k>', 'keep the k most likely tokens', parseCount('--top-k'))
+    .option('--top-p <p>', 'nucleus sampling mass', parseNumber('--top-p'))
+    .option('--min-p <p>', 'drop tokens below p × the top probability', parseNumber('--min-p'))
+    .option('--repetition-penalty <r>', 'penalty for repeated tokens (> 1 discourages)', parseNumber('--repetition-penalty'))
+    .option('--seed <n>', 'random seed (same seed, same output)', parseCount('--seed'))
+    .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
+    .option('--prefill-chunk <n>', 'prompt tokens per prefill step', parseCount('--prefill-chunk'))
+    .option('--stats', 'print timing to stderr at the end')
+    .action(async (flags: Flags) => {
+      const fallback = defaultModel();
+      if (!flags.model && fallback.note) process.stderr.write(`note: ${fallback.note}\n`);
+      const lm = loadModel(flags.model ?? fallback.dir);
+      const ids = promptIds(lm, flags);
+      const stream = generateStream(lm, ids, samplingFrom(lm, flags));
+      for (;;) {
+        const step = await stream.next();
+        if (step.done) {
+          process.stdout.write('\n');
+          if (flags.stats) {
+            const s = step.value;
+            const decodeRate = s.newTokens / (s.decodeMs / 1000);
+            process.stderr.write(
+              `prompt ${s.promptTokens} tokens in ${s.prefillMs.toFixed(0)} ms (${((s.promptTokens / s.prefillMs) * 1000).toFixed(1)} tok/s); ` +
+                `${s.newTokens} new tokens at ${decodeRate.toFixed(1)} tok/s; finish: ${s.finishReason}\n`,
+            );
+          }
+          return;
+        }
+        process.stdout.write(step.value.text);
+      }
+    });
+}
+
+function promptIds(lm: LoadedModel, flags: Flags): number[] {
+  if ((flags.prompt === undefined) === (flags.promptFile === undefined)) {
+    throw new AttendError('give exactly one of --prompt or --prompt-file');
+  }
+  let text = flags.prompt;
+  if (flags.promptFile !== undefined) {
+    try {
+      text = readFileSync(flags.promptFile, 'utf8');
+    } catch (e) {
+      throw new AttendError(`${flags.promptFile}: cannot read (${(e as NodeJS.ErrnoException).code})`);
+    }
+  }
+  if (!flags.chat) return lm.tokenizer.encode(text!);
+  const messages = [...(flags.system ? [{ role: 'system', content: flags.system }] : []), { role: 'user', content: text! }];
+  return lm.tokenizer.encodeChat(messages, { addGenerationPrompt: true });
+}
+
+/** Flags over the model's generation_config.json over greedy decoding, as transformers layers them. */
+function samplingFrom(lm: LoadedModel, flags: Flags): GenerateOptions {
+  const g = lm.generation;
+  const sampleByDefault = g.doSample === true;
+  return {
+    maxNewTokens: flags.maxTokens,
+    temperature: flags.temperature ?? (sampleByDefault ? (g.temperature ?? 1) : 0),
+    topK: flags.topK ?? (sampleByDefault ? (g.topK ?? 50) : undefined),
+    topP: flags.topP ?? (sampleByDefault ? g.topP : undefined),
+    minP: flags.minP ?? (sampleByDefault ? g.minP : undefined),
+    repetitionPenalty: flags.repetitionPenalty ?? g.repetitionPenalty,
+    seed: flags.seed,
+    stop: flags.stop,
+    prefillChunk: flags.prefillChunk,
+  };
+}

@@ -1,0 +1,55 @@
+/** `attend info`: what a model directory holds and what its KV cache costs. */
+import type { Command } from 'commander';
+import { loadModel } from '../models/load.js';
+import { contextLength, kvBytesPerToken } from '../models/model.js';
+import { matmulBackendInfo } from '../backend/cpu/matmul.js';
+import { defaultModel } from './options.js';
+
+export function registerInfo(program: Command): void {
+  program
+    .command('info')
+    .description('print family, parameter count, dtype, context length and KV bytes per token')
+    .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
+    .option('--json', 'print JSON')
+    .action((flags: { model?: string; json?: boolean }) => {
+      const lm = loadModel(flags.model ?? defaultModel().dir);
+      const c = lm.config;
+      const matmul = matmulBackendInfo();
+      const info = {
+        model: lm.dir,
+        architecture: c.architecture,
+        family: c.modelType,
+        parameters: lm.parameterCount,
+        dtype: c.dtype,
+        contextLength: contextLength(c),
+        layers: c.numLayers,
+        hiddenSize: c.hiddenSize,
+        attentionHeads: c.numHeads,
+        kvHeads: c.numKvHeads,
+        headDim: c.headDim,
+        vocabSize: c.vocabSize,
+        rope: c.rope ? `${c.rope.type} (theta ${c.rope.theta})` : 'none (learned positions)',
+        kvBytesPerToken: kvBytesPerToken(c),
+        matmul: `${matmul.name} (${matmul.threads} threads)`,
+      };
+      if (flags.json) {
+        process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+        return;
+      }
+      const rows: [string, string][] = [
+        ['model', info.model],
+        ['architecture', `${info.architecture} (${info.family})`],
+        ['parameters', `${info.parameters.toLocaleString('en')} (${(info.parameters / 1e6).toFixed(2)} M)`],
+        ['dtype', info.dtype],
+        ['context length', String(info.contextLength)],
+        ['layers / hidden', `${info.layers} / ${info.hiddenSize}`],
+        ['heads / kv heads / head dim', `${info.attentionHeads} / ${info.kvHeads} / ${info.headDim}`],
+        ['vocabulary', String(info.vocabSize)],
+        ['rope', info.rope],
+        ['KV bytes per token', `${info.kvBytesPerToken.toLocaleString('en')} (f32 keys and values + positions, all layers)`],
+        ['matmul', info.matmul],
+      ];
+      const width = Math.max(...rows.map(([k]) => k.length));
+      for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
+    });
+}

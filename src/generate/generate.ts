@@ -1,0 +1,120 @@
+/**
+ * The generation loop: chunked prefill, then one token at a time until EOS, a stop string, the token limit or
+ * the model's context. `generateStream` yields text as tokens arrive; `generate` collects it.
+ */
+import { check } from '../errors.js';
+import type { KVCache } from '../cache/kv-cache.js';
+import type { LoadedModel } from '../models/load.js';
+import { contextLength, newCache } from '../models/model.js';
+import { prefill, type PrefillOptions } from './prefill.js';
+import { Sampler, type SamplingOptions } from './sampler.js';
+import { StopStringFilter } from './stop.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens?: number;
+  /** Text that ends generation (not included in the output). */
+  stop?: string[];
+  /** Token ids that end generation; defaults to the model's EOS ids. */
+  eosTokenIds?: number[];
+  prefillChunk?: number;
+  /** Start from this cache (e.g. a compressed context) instead of a new one. */
+  cache?: KVCache;
+  afterPrefillChunk?: PrefillOptions['afterChunk'];
+}
+
+export interface GenerationEvent {
+  token: number;
+  /** Text that became final with this token (may be empty while a character or stop string is incomplete). */
+  text: string;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  newTokens: number;
+  prefillMs: number;
+  decodeMs: number;
+  finishReason: 'eos' | 'stop' | 'length' | 'context';
+}
+
+export interface GenerationResult extends GenerationStats {
+  text: string;
+  tokens: number[];
+  cache: KVCache;
+}
+
+export const DEFAULT_MAX_NEW_TOKENS = 128;
+
+/** Streams the continuation of `promptIds`; the return value of the iterator carries the statistics. */
+export async function* generateStream(
+  lm: LoadedModel,
+  promptIds: number[],
+  opts: GenerateOptions = {},
+): AsyncGenerator<GenerationEvent, GenerationStats & { cache: KVCache }> {
+  const { model, config, tokenizer } = lm;
+  const context = contextLength(config);
+  const vocab = config.vocabSize;
+  for (const id of promptIds) {
+    check(Number.isInteger(id) && id >= 0 && id < vocab, `token id ${id} is outside the vocabulary (0…${vocab - 1})`);
+  }
+  const cache = opts.cache ?? newCache(config);
+  check(
+    cache.nextPosition + promptIds.length <= context,
+    () => `the prompt has ${cache.nextPosition + promptIds.length} tokens, more than the model's context of ${context}`,
+  );
+  const maxNew = opts.maxNewTokens ?? lm.generation.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
+  check(Number.isInteger(maxNew) && maxNew >= 0, `max new tokens must be a whole number ≥ 0, got ${maxNew}`);
+  const sampler = new Sampler(opts);
+  const eos = new Set(opts.eosTokenIds ?? defaultEos(lm));
+  const stops = new StopStringFilter(opts.stop ?? []);
+  const decoder = tokenizer.streamDecoder({ skipSpecialTokens: true });
+  const history = [...promptIds];
+
+  const t0 = performance.now();
+  let logits = prefill(model, cache, promptIds, { chunkSize: opts.prefillChunk, afterChunk: opts.afterPrefillChunk });
+  const prefillMs = performance.now() - t0;
+  const t1 = performance.now();
+  let newTokens = 0;
+  let finishReason: GenerationStats['finishReason'] = 'length';
+  while (newTokens < maxNew) {
+    const token = sampler.sample(logits, history);
+    newTokens++;
+    history.push(token);
+    if (eos.has(token)) {
+      finishReason = 'eos';
+      break;
+    }
+    const text = stops.push(decoder.push(token));
+    yield { token, text };
+    if (stops.stopped) {
+      finishReason = 'stop';
+      break;
+    }
+    if (newTokens === maxNew) break;
+    if (cache.nextPosition >= context) {
+      finishReason = 'context';
+      break;
+    }
+    logits = model.forward([token], cache, { lastOnly: true }).f32;
+  }
+  const tail = stops.push(decoder.flush()) + stops.flush();
+  if (tail) yield { token: -1, text: tail };
+  return { promptTokens: promptIds.length, newTokens, prefillMs, decodeMs: performance.now() - t1, finishReason, cache };
+}
+
+export async function generate(lm: LoadedModel, promptIds: number[], opts: GenerateOptions = {}): Promise<GenerationResult> {
+  const stream = generateStream(lm, promptIds, opts);
+  const tokens: number[] = [];
+  let text = '';
+  for (;;) {
+    const step = await stream.next();
+    if (step.done) return { ...step.value, text, tokens };
+    if (step.value.token >= 0) tokens.push(step.value.token);
+    text += step.value.text;
+  }
+}
+
+function defaultEos(lm: LoadedModel): number[] {
+  const ids = lm.generation.eosTokenIds ?? (lm.config.eosTokenIds.length ? lm.config.eosTokenIds : lm.tokenizer.eosTokenIds);
+  return ids;
+}
+

@@ -1,0 +1,96 @@
+/**
+ * Turns a row of logits into the next token, in the order transformers applies its processors: repetition
+ * penalty, then temperature, top-k, top-p and min-p, then a draw (or argmax when greedy).
+ */
+import { AttendError, check } from '../errors.js';
+import { Random } from './random.js';
+
+export interface SamplingOptions {
+  /** 0 means greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  /** CTRL's penalty: > 1 discourages tokens already in the sequence. */
+  repetitionPenalty?: number;
+  seed?: number;
+}
+
+export function validateSampling(o: SamplingOptions): void {
+  const bad = (what: string) => {
+    throw new AttendError(what);
+  };
+  if (o.temperature !== undefined && !(o.temperature >= 0)) bad(`temperature must be ≥ 0, got ${o.temperature}`);
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) bad(`top-k must be a whole number ≥ 0, got ${o.topK}`);
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) bad(`top-p must be in (0, 1], got ${o.topP}`);
+  if (o.minP !== undefined && !(o.minP >= 0 && o.minP <= 1)) bad(`min-p must be in [0, 1], got ${o.minP}`);
+  if (o.repetitionPenalty !== undefined) {
+    check(o.repetitionPenalty > 0, `repetition penalty must be > 0, got ${o.repetitionPenalty}`);
+  }
+}
+
+export class Sampler {
+  private readonly random: Random;
+
+  constructor(private readonly opts: SamplingOptions) {
+    validateSampling(opts);
+    this.random = new Random(opts.seed ?? (Math.random() * 2 ** 32) >>> 0);
+  }
+
+  get greedy(): boolean {
+    return !this.opts.temperature;
+  }
+
+  /** Picks the next token; `history` is every id of the sequence so far (prompt included, as transformers does). */
+  sample(logits: Float32Array, history: ArrayLike<number>): number {
+    const scores = Float32Array.from(logits);
+    const penalty = this.opts.repetitionPenalty ?? 1;
+    if (penalty !== 1) {
+      for (const id of new Set(Array.from(history))) {
+        scores[id] = scores[id] < 0 ? scores[id] * penalty : scores[id] / penalty;
+      }
+    }
+    if (this.greedy) return argmax(scores);
+    const t = this.opts.temperature!;
+    for (let i = 0; i < scores.length; i++) scores[i] /= t;
+    // Candidates sorted by score, best first; each filter shortens the list.
+    let order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a]);
+    const k = this.opts.topK ?? 0;
+    if (k > 0 && k < order.length) order = order.slice(0, k);
+    let probs = softmaxOf(scores, order);
+    const topP = this.opts.topP ?? 1;
+    if (topP < 1) {
+      let cumulative = 0;
+      let keep = 0;
+      while (keep < order.length && cumulative < topP) cumulative += probs[keep++];
+      order = order.slice(0, Math.max(1, keep));
+      probs = softmaxOf(scores, order);
+    }
+    const minP = this.opts.minP ?? 0;
+    if (minP > 0) {
+      const threshold = minP * probs[0];
+      const keep = Math.max(1, probs.findIndex((p) => p < threshold) === -1 ? probs.length : probs.findIndex((p) => p < threshold));
+      order = order.slice(0, keep);
+      probs = softmaxOf(scores, order);
+    }
+    let u = this.random.next();
+    for (let i = 0; i < order.length; i++) {
+      u -= probs[i];
+      if (u < 0) return order[i];
+    }
+    return order[order.length - 1];
+  }
+}
+
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+function softmaxOf(scores: Float32Array, order: number[]): number[] {
+  const max = scores[order[0]];
+  const e = order.map((i) => Math.exp(scores[i] - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+}

@@ -1,0 +1,17 @@
+/** Attend's public API: load a Hugging Face model, tokenize, run it with a KV cache, generate. */
+export { AttendError } from './errors.js';
+export { Tensor } from './tensor/tensor.js';
+export type { DType } from './tensor/dtype.js';
+export type { Backend, AttentionObserver, AttentionBlock } from './backend/backend.js';
+export { cpuBackend } from './backend/cpu/index.js';
+export { loadModel, type LoadedModel, type LoadOptions } from './models/load.js';
+export { readModelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig } from './models/config.js';
+export { newCache, contextLength, kvBytesPerToken, type CausalLM, type ForwardOptions } from './models/model.js';
+export { KVCache, LayerCache } from './cache/kv-cache.js';
+export { HeadStore } from './cache/head-store.js';
+export { TextTokenizer, type ChatMessage } from './io/tokenizer.js';
+export { SafetensorsArchive, writeSafetensors } from './io/safetensors.js';
+export { generate, generateStream, type GenerateOptions, type GenerationResult } from './generate/generate.js';
+export { prefill, DEFAULT_PREFILL_CHUNK } from './generate/prefill.js';
+export { allLogits } from './generate/logits.js';
+export { Sampler, argmax, type SamplingOptions } from './generate/sampler.js';

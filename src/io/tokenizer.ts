@@ -1,0 +1,282 @@
+/**
+ * Text ↔ token ids for a Hugging Face model directory, plus its chat template.
+ *
+ * Wraps `@huggingface/tokenizers` (a pure-JS reading of `tokenizer.json`) and `@huggingface/jinja`, and follows
+ * transformers where they differ:
+ * - `clean_up_tokenization_spaces` defaults to false (transformers' default since 4.45; the library's is true).
+ * - Chat templates render with `messages`, `add_generation_prompt`, `tools`/`documents` (null unless given), the
+ *   special tokens (`bos_token`, `eos_token`, ... as strings) and `raise_exception`/`strftime_now`, trimming blocks.
+ * - `encodeChat` encodes the rendered text WITHOUT adding special tokens, as `apply_chat_template(tokenize=True)`
+ *   does: templates write their own BOS, so adding another would double it.
+ * - `decode` drops ids that name no token (e.g. the padded tail of an embedding matrix), as the Rust library does.
+ * The stream decoder is here too, since it is defined by `decode`: its pieces concatenate to `decode(all ids)`.
+ */
+/// <reference types="node" />
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { Template } from '@huggingface/jinja';
+import { AttendError, check } from '../errors.js';
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+export interface ChatOptions {
+  /** Append the assistant's turn header so the model answers next (transformers' `add_generation_prompt`). */
+  addGenerationPrompt?: boolean;
+  /** More template variables (`tools`, `enable_thinking`, `date_string`, ...); they override the defaults. */
+  extra?: Record<string, unknown>;
+  /** Which of several named templates to use (tokenizer_config may list e.g. `default` and `tool_use`). */
+  templateName?: string;
+}
+
+export interface StreamDecoder {
+  /** Adds one id; returns the text that became stable (possibly ''). */
+  push(id: number): string;
+  /** Returns everything still held back (an incomplete character comes out as U+FFFD). */
+  flush(): string;
+}
+
+/** The special-token names transformers puts in `special_tokens_map`, and so in the template context. */
+const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
+
+/** transformers' `clean_up_tokenization`: every rule deletes a space before punctuation or a contraction. */
+function cleanUpTokenization(text: string): string {
+  return text.replace(/ \./g, '.').replace(/ \?/g, '?').replace(/ !/g, '!').replace(/ ,/g, ',').replace(/ ' /g, "'")
+    .replace(/ n't/g, "n't").replace(/ 'm/g, "'m").replace(/ 's/g, "'s").replace(/ 've/g, "'ve").replace(/ 're/g, "'re");
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new AttendError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new AttendError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A special token in tokenizer_config is a string or an AddedToken object `{content, ...}`. */
+function tokenString(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (isObject(v) && typeof v.content === 'string') return v.content;
+  return undefined;
+}
+
+export class TextTokenizer {
+  readonly vocabSize: number;
+  readonly bosTokenId?: number;
+  readonly eosTokenIds: number[];
+  readonly padTokenId?: number;
+  /** The template `applyChatTemplate` uses by default. */
+  readonly chatTemplate?: string;
+  /** Every named template (a single unnamed template is `default`). */
+  readonly chatTemplates: Readonly<Record<string, string>>;
+  /** Special tokens by transformers' names (`bos_token`, ...), as strings; what templates see. */
+  readonly specialTokens: Readonly<Record<string, string | string[]>>;
+  /** Whether decode applies transformers' clean-up of spaces before punctuation. */
+  readonly cleanUpSpaces: boolean;
+  private readonly compiled = new Map<string, Template>();
+
+  private constructor(
+    private readonly tok: Tokenizer,
+    private readonly source: string,
+    config: Record<string, unknown>,
+    templates: Record<string, string>,
+  ) {
+    let max = -1;
+    for (const id of tok.get_vocab(true).values()) if (id > max) max = id;
+    this.vocabSize = max + 1;
+
+    const special: Record<string, string | string[]> = {};
+    for (const key of SPECIAL_TOKEN_KEYS) {
+      const s = tokenString(config[key]);
+      if (s !== undefined) special[key] = s;
+    }
+    const additional = config.additional_special_tokens;
+    if (Array.isArray(additional)) special.additional_special_tokens = additional.map(tokenString).filter((s): s is string => s !== undefined);
+    this.specialTokens = special;
+
+    const id = (key: string) => (typeof special[key] === 'string' ? tok.token_to_id(special[key]) : undefined);
+    this.bosTokenId = id('bos_token');
+    this.padTokenId = id('pad_token');
+    const eos = id('eos_token');
+    this.eosTokenIds = eos === undefined ? [] : [eos];
+    this.cleanUpSpaces = config.clean_up_tokenization_spaces === true;
+    this.chatTemplates = templates;
+    this.chatTemplate = templates.default;
+  }
+
+  /**
+   * Loads `tokenizer.json` and, when present, `tokenizer_config.json` and a chat template from
+   * `chat_template.jinja` (which wins, as in transformers), tokenizer_config's `chat_template`, or `chat_template.json`.
+   */
+  static load(dir: string): TextTokenizer {
+    const file = join(dir, 'tokenizer.json');
+    if (!existsSync(file)) {
+      const spm = existsSync(join(dir, 'tokenizer.model'));
+      throw new AttendError(`${file}: not found; attend needs a fast tokenizer (tokenizer.json)${spm ? ', and this directory only has a sentencepiece tokenizer.model' : ''}`);
+    }
+    const json = readJson(file);
+    check(isObject(json) && isObject(json.model), `${file}: not a tokenizer (no "model" object)`);
+    const configFile = join(dir, 'tokenizer_config.json');
+    const rawConfig = existsSync(configFile) ? readJson(configFile) : {};
+    check(isObject(rawConfig), `${configFile}: not a JSON object`);
+
+    // The library needs these keys present (null is fine) and special tokens as plain strings.
+    const spec = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...json };
+    const libConfig: Record<string, unknown> = { ...rawConfig, clean_up_tokenization_spaces: rawConfig.clean_up_tokenization_spaces === true };
+    for (const key of SPECIAL_TOKEN_KEYS) libConfig[key] = tokenString(rawConfig[key]);
+    if (Array.isArray(rawConfig.additional_special_tokens)) {
+      libConfig.additional_special_tokens = rawConfig.additional_special_tokens.map(tokenString).filter((s) => s !== undefined);
+    }
+    let tok: Tokenizer;
+    try {
+      tok = new Tokenizer(spec, libConfig);
+    } catch (e) {
+      throw new AttendError(`${file}: unsupported or malformed tokenizer (${e instanceof Error ? e.message : String(e)})`);
+    }
+    return new TextTokenizer(tok, file, rawConfig, TextTokenizer.readTemplates(dir, rawConfig, configFile));
+  }
+
+  private static readTemplates(dir: string, config: Record<string, unknown>, configFile: string): Record<string, string> {
+    const jinja = join(dir, 'chat_template.jinja');
+    if (existsSync(jinja)) return { default: readFileSync(jinja, 'utf8') };
+    const fromValue = (v: unknown, file: string): Record<string, string> => {
+      if (v === undefined || v === null) return {};
+      if (typeof v === 'string') return { default: v };
+      check(Array.isArray(v) && v.every((t) => isObject(t) && typeof t.name === 'string' && typeof t.template === 'string'),
+        `${file}: chat_template must be a string or a list of {name, template}`);
+      return Object.fromEntries((v as { name: string; template: string }[]).map((t) => [t.name, t.template]));
+    };
+    if (config.chat_template !== undefined) return fromValue(config.chat_template, configFile);
+    const json = join(dir, 'chat_template.json');
+    if (existsSync(json)) {
+      const v = readJson(json);
+      return fromValue(isObject(v) ? v.chat_template : undefined, json);
+    }
+    return {};
+  }
+
+  /** Text to ids; `addSpecialTokens` (default true, as in transformers) applies the post-processor, e.g. a BOS. */
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    const { ids, tokens } = this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true });
+    const bad = ids.findIndex((id) => id === undefined);
+    check(bad < 0, () => `${this.source}: cannot encode piece ${JSON.stringify(tokens[bad])}: not in the vocabulary and there is no unk_token`);
+    return ids;
+  }
+
+  /** Ids to text. Ids that name no token are dropped; special tokens are kept unless `skipSpecialTokens`. */
+  decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    return this.decodeWith(ids, opts.skipSpecialTokens ?? false, this.cleanUpSpaces);
+  }
+
+  private decodeWith(ids: readonly number[], skipSpecial: boolean, cleanUp: boolean): string {
+    const known = ids.filter((id) => this.tok.id_to_token(id) !== undefined);
+    if (known.length === 0) return '';
+    return this.tok.decode(known, { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: cleanUp });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.tok.token_to_id(token);
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.tok.id_to_token(id);
+  }
+
+  /** Renders a conversation to the prompt text the model was trained on. */
+  applyChatTemplate(messages: ChatMessage[], opts: ChatOptions = {}): string {
+    const name = opts.templateName ?? 'default';
+    const source = this.chatTemplates[name];
+    if (source === undefined) {
+      const names = Object.keys(this.chatTemplates);
+      throw new AttendError(names.length === 0
+        ? `${this.source}: the model has no chat template (looked in chat_template.jinja, tokenizer_config.json, chat_template.json)`
+        : `${this.source}: no chat template named '${name}' (have: ${names.join(', ')})`);
+    }
+    let template = this.compiled.get(name);
+    try {
+      if (!template) this.compiled.set(name, (template = new Template(source)));
+      return template.render({
+        messages,
+        tools: null,
+        documents: null,
+        add_generation_prompt: opts.addGenerationPrompt ?? false,
+        ...this.specialTokens,
+        ...opts.extra,
+      });
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new AttendError(`${this.source}: chat template '${name}' failed: ${msg.replace(/\s*\n\s*/g, ' ')}`);
+    }
+  }
+
+  /** Renders and encodes a conversation without adding special tokens (the template writes its own). */
+  encodeChat(messages: ChatMessage[], opts: ChatOptions = {}): number[] {
+    return this.encode(this.applyChatTemplate(messages, opts), { addSpecialTokens: false });
+  }
+
+  /**
+   * Incremental detokenizer for streaming. Each push decodes only a short window of recent ids (the window's
+   * first tokens were already emitted and serve as context, so e.g. a leading-space marker decodes as in the
+   * full text), and emits the new text up to any trailing U+FFFD: an incomplete UTF-8 character waits for its
+   * remaining bytes. When the tokenizer cleans up spaces, text ending within 4 characters after a space waits
+   * too, since a later " ." or " n't" would remove that space. The pushes plus flush concatenate to `decode(all)`.
+   */
+  streamDecoder(opts: { skipSpecialTokens?: boolean } = {}): StreamDecoder {
+    const skip = opts.skipSpecialTokens ?? false;
+    const cleanUp = this.cleanUpSpaces;
+    const raw = (ids: number[]) => this.decodeWith(ids, skip, false);
+    const ids: number[] = [];
+    let start = 0; // window start in ids
+    let seen = 0; // chars of raw(ids[start:]) already passed on
+    let pending = ''; // raw text held for clean-up
+
+    const clean = (piece: string, final: boolean): string => {
+      if (!cleanUp) return piece;
+      pending += piece;
+      let cut = pending.length;
+      // Every clean-up pattern starts with a space and spans ≤ 4 chars: cut where none could straddle the cut.
+      while (!final && cut > 0) {
+        const i = pending.lastIndexOf(' ', cut - 1);
+        if (i < 0 || i < cut - 4) break;
+        cut = i;
+      }
+      const out = cleanUpTokenization(pending.slice(0, cut));
+      pending = pending.slice(cut);
+      return out;
+    };
+
+    return {
+      push(id: number): string {
+        ids.push(id);
+        const text = raw(ids.slice(start));
+        let stable = text.length;
+        while (stable > seen && text.charCodeAt(stable - 1) === 0xfffd) stable--;
+        const piece = stable > seen ? text.slice(seen, stable) : '';
+        seen = Math.max(seen, stable);
+        // Slide the window once all of it is out, keeping a few ids of context.
+        if (stable === text.length && ids.length - start > 16) {
+          start = ids.length - 4;
+          seen = raw(ids.slice(start)).length;
+        }
+        return clean(piece, false);
+      },
+      flush(): string {
+        const text = raw(ids.slice(start));
+        const piece = text.slice(seen);
+        seen = text.length;
+        return clean(piece, true);
+      },
+    };
+  }
+}

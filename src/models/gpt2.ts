@@ -1,0 +1,91 @@
+/**
+ * GPT-2: learned absolute positions, pre-LayerNorm blocks, a gelu MLP, and Conv1D weights stored [in × out]
+ * (transposed here at load into the Linear layout the backend multiplies by).
+ */
+import type { Backend } from '../backend/backend.js';
+import type { KVCache } from '../cache/kv-cache.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { ModelConfig } from './config.js';
+import { type CausalLM, type ForwardOptions, positionsFrom } from './model.js';
+import { transpose, type WeightReader } from './weights.js';
+
+interface Gpt2Layer {
+  ln1: [Tensor, Tensor];
+  qkv: Tensor;
+  qkvBias: Tensor;
+  proj: Tensor;
+  projBias: Tensor;
+  ln2: [Tensor, Tensor];
+  fc: Tensor;
+  fcBias: Tensor;
+  fcProj: Tensor;
+  fcProjBias: Tensor;
+}
+
+export class Gpt2Model implements CausalLM {
+  private readonly wte: Tensor;
+  private readonly wpe: Tensor;
+  private readonly layers: Gpt2Layer[];
+  private readonly lnF: [Tensor, Tensor];
+  private readonly lmHead: Tensor;
+
+  constructor(
+    readonly config: ModelConfig,
+    weights: WeightReader,
+    readonly backend: Backend,
+  ) {
+    const c = config;
+    const n = c.hiddenSize;
+    const prefix = weights.has('transformer.wte.weight') ? 'transformer.' : '';
+    const get = (name: string, shape: number[]) => weights.get(prefix + name, shape);
+    const conv = (name: string, inDim: number, outDim: number) => transpose(get(`${name}.weight`, [inDim, outDim]));
+    const norm = (name: string): [Tensor, Tensor] => [get(`${name}.weight`, [n]), get(`${name}.bias`, [n])];
+    this.wte = get('wte.weight', [c.vocabSize, n]);
+    this.wpe = get('wpe.weight', [c.maxPositions, n]);
+    this.layers = Array.from({ length: c.numLayers }, (_, i) => {
+      const p = `h.${i}.`;
+      return {
+        ln1: norm(`${p}ln_1`),
+        qkv: conv(`${p}attn.c_attn`, n, 3 * n),
+        qkvBias: get(`${p}attn.c_attn.bias`, [3 * n]),
+        proj: conv(`${p}attn.c_proj`, n, n),
+        projBias: get(`${p}attn.c_proj.bias`, [n]),
+        ln2: norm(`${p}ln_2`),
+        fc: conv(`${p}mlp.c_fc`, n, c.intermediateSize),
+        fcBias: get(`${p}mlp.c_fc.bias`, [c.intermediateSize]),
+        fcProj: conv(`${p}mlp.c_proj`, c.intermediateSize, n),
+        fcProjBias: get(`${p}mlp.c_proj.bias`, [n]),
+      };
+    });
+    this.lnF = norm('ln_f');
+    this.lmHead = weights.has('lm_head.weight') && !c.tieEmbeddings ? weights.get('lm_head.weight', [c.vocabSize, n]) : this.wte;
+  }
+
+  forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
+    const c = this.config;
+    const b = this.backend;
+    const n = c.hiddenSize;
+    const positions = positionsFrom(cache.nextPosition, ids.length);
+    let x = b.embedding(this.wte, ids);
+    b.add(x, b.embedding(this.wpe, positions));
+    this.layers.forEach((layer, i) => {
+      const h = b.layerNorm(x, layer.ln1[0], layer.ln1[1], c.normEps);
+      const [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [n, n, n]);
+      const layerCache = cache.layers[i];
+      b.appendKv(layerCache, k, v, positions);
+      const attended = b.attention(q, layerCache, positions, {
+        layer: i,
+        scale: 1 / Math.sqrt(c.headDim),
+        window: null,
+        observer: opts.observer,
+      });
+      b.add(x, b.linear(attended, layer.proj, layer.projBias));
+      const m = b.linear(b.layerNorm(x, layer.ln2[0], layer.ln2[1], c.normEps), layer.fc, layer.fcBias);
+      b.gelu(m, c.activation === 'gelu' ? 'gelu' : 'gelu_new');
+      b.add(x, b.linear(m, layer.fcProj, layer.fcProjBias));
+    });
+    cache.nextPosition += ids.length;
+    if (opts.lastOnly) x = b.sliceRows(x, ids.length - 1, ids.length);
+    return b.linear(b.layerNorm(x, this.lnF[0], this.lnF[1], c.normEps), this.lmHead);
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The Llama family: Llama 1/2/3, Mistral, Qwen2/2.5 (q/k/v bias) and Qwen3 (per-head q/k RMSNorm). Pre-norm
+ * decoder layers, RoPE, grouped-query attention and a SwiGLU MLP, as transformers' LlamaForCausalLM and its
+ * siblings compute them. q/k/v and gate/up projections are stacked at load so each is one matrix product.
+ */
+import type { Backend } from '../backend/backend.js';
+import type { KVCache } from '../cache/kv-cache.js';
+import { inverseFrequencies, ropeTables } from '../attention/rope.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { ModelConfig } from './config.js';
+import { type CausalLM, type ForwardOptions, positionsFrom } from './model.js';
+import type { WeightReader } from './weights.js';
+
+interface LlamaLayer {
+  inputNorm: Tensor;
+  qkv: Tensor;
+  qkvBias?: Tensor;
+  qNorm?: Tensor;
+  kNorm?: Tensor;
+  o: Tensor;
+  oBias?: Tensor;
+  postNorm: Tensor;
+  gateUp: Tensor;
+  down: Tensor;
+}
+
+export class LlamaModel implements CausalLM {
+  private readonly embed: Tensor;
+  private readonly layers: LlamaLayer[];
+  private readonly norm: Tensor;
+  private readonly lmHead: Tensor;
+
+  constructor(
+    readonly config: ModelConfig,
+    weights: WeightReader,
+    readonly backend: Backend,
+  ) {
+    const c = config;
+    const qDim = c.numHeads * c.headDim;
+    const kvDim = c.numKvHeads * c.headDim;
+    this.embed = weights.get('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+    this.layers = Array.from({ length: c.numLayers }, (_, i) => {
+      const p = `model.layers.${i}.`;
+      const a = `${p}self_attn.`;
+      const proj = (n: string, rows: number) => weights.get(`${a}${n}_proj.weight`, [rows, c.hiddenSize]);
+      const bias = (n: string, rows: number) => weights.get(`${a}${n}_proj.bias`, [rows]);
+      return {
+        inputNorm: weights.get(`${p}input_layernorm.weight`, [c.hiddenSize]),
+        qkv: weights.stackRows([proj('q', qDim), proj('k', kvDim), proj('v', kvDim)]),
+        qkvBias: c.qkvBias ? weights.stackRows([bias('q', qDim), bias('k', kvDim), bias('v', kvDim)]) : undefined,
+        qNorm: c.qkNorm ? weights.get(`${a}q_norm.weight`, [c.headDim]) : undefined,
+        kNorm: c.qkNorm ? weights.get(`${a}k_norm.weight`, [c.headDim]) : undefined,
+        o: weights.get(`${a}o_proj.weight`, [c.hiddenSize, qDim]),
+        oBias: c.outBias ? weights.get(`${a}o_proj.bias`, [c.hiddenSize]) : undefined,
+        postNorm: weights.get(`${p}post_attention_layernorm.weight`, [c.hiddenSize]),
+        gateUp: weights.stackRows([
+          weights.get(`${p}mlp.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]),
+          weights.get(`${p}mlp.up_proj.weight`, [c.intermediateSize, c.hiddenSize]),
+        ]),
+        down: weights.get(`${p}mlp.down_proj.weight`, [c.hiddenSize, c.intermediateSize]),
+      };
+    });
+    this.norm = weights.get('model.norm.weight', [c.hiddenSize]);
+    this.lmHead =
+      c.tieEmbeddings && !weights.has('lm_head.weight')
+        ? this.embed
+        : weights.get('lm_head.weight', [c.vocabSize, c.hiddenSize]);
+  }
+
+  forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
+    const c = this.config;
+    const b = this.backend;
+    const positions = positionsFrom(cache.nextPosition, ids.length);
+    const rope = c.rope!;
+    const tables = ropeTables(inverseFrequencies(rope, positions[positions.length - 1] + 1), positions);
+    const qDim = c.numHeads * c.headDim;
+    const kvDim = c.numKvHeads * c.headDim;
+    let x = b.embedding(this.embed, ids);
+    this.layers.forEach((layer, i) => {
+      const h = b.rmsNorm(x, layer.inputNorm, c.normEps);
+      let [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [qDim, kvDim, kvDim]);
+      if (layer.qNorm && layer.kNorm) {
+        q = b.rmsNorm(q.reshape([q.size / c.headDim, c.headDim]), layer.qNorm, c.normEps).reshape(q.shape);
+        k = b.rmsNorm(k.reshape([k.size / c.headDim, c.headDim]), layer.kNorm, c.normEps).reshape(k.shape);
+      }
+      b.rope(q, c.numHeads, c.headDim, tables);
+      b.rope(k, c.numKvHeads, c.headDim, tables);
+      const layerCache = cache.layers[i];
+      b.appendKv(layerCache, k, v, positions);
+      const attended = b.attention(q, layerCache, positions, {
+        layer: i,
+        scale: 1 / Math.sqrt(c.headDim),
+        window: c.slidingWindows[i],
+        observer: opts.observer,
+      });
+      b.add(x, b.linear(attended, layer.o, layer.oBias));
+      const m = b.rmsNorm(x, layer.postNorm, c.normEps);
+      b.add(x, b.linear(b.swiglu(b.linear(m, layer.gateUp), c.intermediateSize), layer.down));
+    });
+    cache.nextPosition += ids.length;
+    if (opts.lastOnly) x = b.sliceRows(x, ids.length - 1, ids.length);
+    return b.linear(b.rmsNorm(x, this.norm, c.normEps), this.lmHead);
+  }
+}

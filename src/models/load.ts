@@ -1,0 +1,42 @@
+/** Opens a Hugging Face model directory: config, weights, tokenizer and generation defaults. */
+import { join } from 'node:path';
+import type { Backend } from '../backend/backend.js';
+import { cpuBackend } from '../backend/cpu/index.js';
+import { type GenerationDefaults, readGenerationConfig } from '../io/generation-config.js';
+import { SafetensorsArchive } from '../io/safetensors.js';
+import { TextTokenizer } from '../io/tokenizer.js';
+import { type ModelConfig, readModelConfig } from './config.js';
+import { Gpt2Model } from './gpt2.js';
+import { LlamaModel } from './llama.js';
+import type { CausalLM } from './model.js';
+import { WeightReader } from './weights.js';
+
+export interface LoadedModel {
+  dir: string;
+  config: ModelConfig;
+  model: CausalLM;
+  tokenizer: TextTokenizer;
+  generation: GenerationDefaults;
+  /** Parameters stored in the checkpoint (each tensor once). */
+  parameterCount: number;
+}
+
+export interface LoadOptions {
+  backend?: Backend;
+}
+
+export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
+  const config = readModelConfig(dir);
+  const archive = SafetensorsArchive.open(dir);
+  try {
+    const source = join(dir, archive.names().length ? 'model.safetensors' : '');
+    const weights = new WeightReader(archive, source);
+    const backend = opts.backend ?? cpuBackend;
+    const model = config.family === 'gpt2' ? new Gpt2Model(config, weights, backend) : new LlamaModel(config, weights, backend);
+    const parameterCount = archive.names().reduce((n, name) => n + archive.entry(name).shape.reduce((a, b) => a * b, 1), 0);
+    const tokenizer = TextTokenizer.load(dir);
+    return { dir, config, model, tokenizer, generation: readGenerationConfig(dir), parameterCount };
+  } finally {
+    archive.close();
+  }
+}
