@@ -109,6 +109,8 @@ def detok(tokens: list[str]) -> str:
     out = []
     prev = None
     for t in tokens:
+        if t == prev and t in {"?", ";", "!", ":", ","}:
+            continue  # Brown form C often doubles sentence-final punctuation ("?/. ?/.")
         if prev is not None and t not in NO_SPACE_BEFORE and prev not in NO_SPACE_AFTER:
             out.append(" ")
         out.append(t)
@@ -236,7 +238,8 @@ class HtmlText(HTMLParser):
         lines = [ln.rstrip() for ln in s.split("\n")]
         # strip leading spaces produced by inline collapsing outside <pre>
         s = "\n".join(lines)
-        s = re.sub(r"\n[ ]+(?=\S)", lambda m: "\n" + m.group(0)[1:] if len(m.group(0)) > 2 else "\n", s)
+        s = re.sub(r"\n (?=\S)", "\n", s)  # a single space left over from collapsing inline whitespace
+        s = re.sub(r"\n- *\n+(?=\S)", "\n- ", s)  # "<li><p>text" -> "- text"
         return norm_ws(s)
 
 

@@ -6,9 +6,9 @@
  */
 import { check } from '../../errors.js';
 import { defaultThreads } from './matmul/node.js';
-import { matmulTransBOpenBlas, openBlas, openBlasError } from './matmul/openblas.js';
-import { matmulTransBJs } from './matmul/reference.js';
-import { matmulTransBWasm, releaseWasmWeights, wasmSimdError, wasmSimdInfo, wasmSimdReady } from './matmul/wasm-simd.js';
+import { matmulNNOpenBlas, matmulTransBOpenBlas, openBlas, openBlasError } from './matmul/openblas.js';
+import { matmulNNJs, matmulTransBJs } from './matmul/reference.js';
+import { matmulNNWasm, matmulTransBWasm, releaseWasmWeights, wasmSimdError, wasmSimdInfo, wasmSimdReady } from './matmul/wasm-simd.js';
 
 export type MatmulPath = 'openblas' | 'wasm-simd' | 'js';
 
@@ -24,7 +24,9 @@ type Impl = (a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: nu
 
 const PATHS: readonly MatmulPath[] = ['openblas', 'wasm-simd', 'js'];
 
-let active: { name: MatmulPath; impl: Impl } | undefined;
+type ImplNN = (a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number) => void;
+
+let active: { name: MatmulPath; impl: Impl; nn: ImplNN } | undefined;
 
 /** Why `name` cannot run here, or undefined when it can (loads the library / compiles the module on first ask). */
 export function matmulPathError(name: MatmulPath): string | undefined {
@@ -33,16 +35,19 @@ export function matmulPathError(name: MatmulPath): string | undefined {
   return undefined;
 }
 
-function implFor(name: MatmulPath): Impl {
+function implFor(name: MatmulPath): { impl: Impl; nn: ImplNN } {
   switch (name) {
     case 'openblas': {
       const ob = openBlas()!;
-      return (a, b, c, m, n, k) => matmulTransBOpenBlas(ob, a, b, c, m, n, k);
+      return {
+        impl: (a, b, c, m, n, k) => matmulTransBOpenBlas(ob, a, b, c, m, n, k),
+        nn: (a, b, c, m, n, k) => matmulNNOpenBlas(ob, a, b, c, m, n, k),
+      };
     }
     case 'wasm-simd':
-      return matmulTransBWasm;
+      return { impl: matmulTransBWasm, nn: matmulNNWasm };
     case 'js':
-      return matmulTransBJs;
+      return { impl: matmulTransBJs, nn: matmulNNJs };
   }
 }
 
@@ -59,25 +64,34 @@ export function selectMatmul(name: 'auto' | MatmulPath): void {
   }
   const err = matmulPathError(name);
   check(err === undefined, () => `matmul path '${name}' is not available: ${err}`);
-  active = { name, impl: implFor(name) };
+  active = { name, ...implFor(name) };
 }
 
-function current(): { name: MatmulPath; impl: Impl } {
+function current(): NonNullable<typeof active> {
   if (!active) selectMatmul('auto');
   return active!;
 }
 
+/** Checks sizes; false when there is nothing to multiply (C is then zeroed). */
+function prepare(what: string, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): boolean {
+  if (!(a.length >= m * k && b.length >= n * k && c.length >= m * n && m >= 0 && n >= 0 && k >= 0)) {
+    throw new RangeError(`${what}: arrays too short for m=${m} n=${n} k=${k} (a ${a.length}, b ${b.length}, c ${c.length})`);
+  }
+  if (m === 0 || n === 0 || k === 0) {
+    c.fill(0, 0, m * n);
+    return false;
+  }
+  return true;
+}
+
 /** C[M,N] = A[M,K] · B[N,K]ᵀ (B in Hugging Face Linear layout: one row per output feature), all f32 row-major. */
 export function matmulTransB(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, options?: MatmulOptions): void {
-  if (!(a.length >= m * k && b.length >= n * k && c.length >= m * n && m >= 0 && n >= 0 && k >= 0)) {
-    throw new RangeError(`matmulTransB: arrays too short for m=${m} n=${n} k=${k} (a ${a.length}, b ${b.length}, c ${c.length})`);
-  }
-  if (m === 0 || n === 0) return;
-  if (k === 0) {
-    c.fill(0, 0, m * n);
-    return;
-  }
-  current().impl(a, b, c, m, n, k, options?.reuseB ?? true);
+  if (prepare('matmulTransB', a, b, c, m, n, k)) current().impl(a, b, c, m, n, k, options?.reuseB ?? true);
+}
+
+/** C[M,N] = A[M,K] · B[K,N], all f32 row-major (e.g. attention probabilities times values); B is never cached. */
+export function matmulNN(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void {
+  if (prepare('matmulNN', a, b, c, m, n, k)) current().nn(a, b, c, m, n, k);
 }
 
 /** Which implementation is active: 'openblas' | 'wasm-simd' | 'js' (+ thread count), for `attend info` and the bench. */
@@ -102,19 +116,3 @@ export function releaseMatmulWeights(b: Float32Array): void {
 }
 
 export { defaultThreads as matmulDefaultThreads };
-
-/**
- * C[M,N] = A[M,K] · B[K,N] (B not transposed), for products with data that changes on every call, such as
- * attention probabilities times cached values. OpenBLAS multiplies it directly; other paths transpose B first.
- */
-export function matmulNN(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void {
-  if (m === 0 || n === 0) return;
-  if (current().name === 'openblas') {
-    // Row-major, neither operand transposed (CBLAS 101, 111, 111).
-    openBlas()!.sgemm(101, 111, 111, m, n, k, 1, a, k, b, n, 0, c, n);
-    return;
-  }
-  const bt = new Float32Array(n * k);
-  for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) bt[j * k + i] = b[i * n + j];
-  matmulTransB(a, bt, c, m, n, k, { reuseB: false });
-}

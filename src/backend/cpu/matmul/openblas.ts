@@ -1,7 +1,8 @@
 /**
  * The accelerated path: OpenBLAS's cblas_sgemm / cblas_sgemv called through koffi. Typed arrays (views with a
  * byteOffset included) are passed as pointers without copying; one call costs about 0.3 µs of FFI overhead.
- * The library is loaded lazily and its thread pool set to the core count.
+ * The library is loaded lazily and its thread pool set to the core count (ATTEND_MATMUL_THREADS, else
+ * OPENBLAS_NUM_THREADS when set, else all cores).
  */
 import { defaultThreads, requireErrors, tryRequire } from './node.js';
 
@@ -15,6 +16,7 @@ export interface OpenBlas {
   sgemm(order: number, ta: number, tb: number, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number): void;
   sgemv(order: number, ta: number, m: number, n: number, alpha: number, a: Float32Array, lda: number, x: Float32Array, incx: number, beta: number, y: Float32Array, incy: number): void;
   sdot(n: number, x: Float32Array, incx: number, y: Float32Array, incy: number): number;
+  sasum(n: number, x: Float32Array, incx: number): number;
   scopy(n: number, x: Float32Array, incx: number, y: Float32Array, incy: number): void;
   setThreads(n: number): void;
   threads: number;
@@ -62,7 +64,7 @@ export function openBlas(): OpenBlas | undefined {
       continue;
     }
     try {
-      loaded = bind(koffi, lib, file);
+      loaded = bind(lib, file);
       return loaded;
     } catch (e) {
       failures.push(`${file}: ${e instanceof Error ? e.message : String(e)}`);
@@ -77,11 +79,12 @@ export function openBlasError(): string | undefined {
   return loadError;
 }
 
-function bind(koffi: Koffi, lib: ReturnType<Koffi['load']>, file: string): OpenBlas {
+function bind(lib: ReturnType<Koffi['load']>, file: string): OpenBlas {
   const sgemm = lib.func('void cblas_sgemm(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int)');
   const sgemv = lib.func('void cblas_sgemv(int, int, int, int, float, const float *, int, const float *, int, float, float *, int)');
   const sdot = lib.func('float cblas_sdot(int, const float *, int, const float *, int)');
   const scopy = lib.func('void cblas_scopy(int, const float *, int, float *, int)');
+  const sasum = lib.func('float cblas_sasum(int, const float *, int)');
   const optional = (decl: string) => {
     try {
       return lib.func(decl);
@@ -93,12 +96,12 @@ function bind(koffi: Koffi, lib: ReturnType<Koffi['load']>, file: string): OpenB
   const getNum = optional('int openblas_get_num_threads()');
   const getConfig = optional('const char *openblas_get_config()');
   const getCore = optional('const char *openblas_get_corename()');
-  void koffi;
   const api: OpenBlas = {
     sgemm: sgemm as OpenBlas['sgemm'],
     sgemv: sgemv as OpenBlas['sgemv'],
     sdot: sdot as OpenBlas['sdot'],
     scopy: scopy as OpenBlas['scopy'],
+    sasum: sasum as OpenBlas['sasum'],
     setThreads(n: number) {
       setNum?.(n);
       api.threads = (getNum?.() as number | undefined) ?? n;
@@ -108,7 +111,9 @@ function bind(koffi: Koffi, lib: ReturnType<Koffi['load']>, file: string): OpenB
     config: ((getConfig?.() as string | undefined) ?? 'OpenBLAS').trim(),
     core: (getCore?.() as string | undefined) ?? '?',
   };
-  api.setThreads(defaultThreads());
+  const env = globalThis.process?.env ?? {};
+  if (env.OPENBLAS_NUM_THREADS && !env.ATTEND_MATMUL_THREADS) api.threads = (getNum?.() as number | undefined) ?? 1;
+  else api.setThreads(defaultThreads());
   return api;
 }
 
@@ -116,4 +121,10 @@ function bind(koffi: Koffi, lib: ReturnType<Koffi['load']>, file: string): OpenB
 export function matmulTransBOpenBlas(ob: OpenBlas, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void {
   if (m === 1) ob.sgemv(CblasRowMajor, CblasNoTrans, n, k, 1, b, k, a, 1, 0, c, 1);
   else ob.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, a, k, b, k, 0, c, n);
+}
+
+/** C = A·B with B[K,N] through OpenBLAS (sgemv on Bᵀ for one row). */
+export function matmulNNOpenBlas(ob: OpenBlas, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void {
+  if (m === 1) ob.sgemv(CblasRowMajor, CblasTrans, k, n, 1, b, n, a, 1, 0, c, 1);
+  else ob.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, a, k, b, n, 0, c, n);
 }

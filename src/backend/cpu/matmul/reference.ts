@@ -27,3 +27,17 @@ export function matmulTransBJs(a: Float32Array, b: Float32Array, c: Float32Array
     }
   }
 }
+
+/** C[M,N] = A[M,K] · B[K,N], all f32 row-major: rows of B scaled and summed into an f64 row. */
+export function matmulNNJs(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void {
+  const row = new Float64Array(n);
+  for (let i = 0; i < m; i++) {
+    row.fill(0);
+    for (let p = 0; p < k; p++) {
+      const x = a[i * k + p]!;
+      const bo = p * n;
+      for (let j = 0; j < n; j++) row[j]! += x * b[bo + j]!;
+    }
+    for (let j = 0; j < n; j++) c[i * n + j] = row[j]!;
+  }
+}

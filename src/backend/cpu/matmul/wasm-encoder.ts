@@ -106,6 +106,12 @@ export class Fn {
   eq(): this {
     return this.emit(0x46);
   }
+  and(): this {
+    return this.emit(0x71);
+  }
+  shrU(): this {
+    return this.emit(0x76);
+  }
   /** local[i] += v */
   inc(i: number, v: number): this {
     return this.get(i).i32(v).add().set(i);

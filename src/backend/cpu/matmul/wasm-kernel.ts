@@ -115,11 +115,49 @@ function driver(kernels: number[]): Fn {
   return f;
 }
 
-/** The module bytes; exports `gemm`. */
+/**
+ * pack(src, dst, rows, k, j0): rows j0 .. j0+rows−1 of B[N, K], given row-major at src, into the panel layout at dst
+ * (byte offsets). Scalar copies, four per iteration: it runs once per weight matrix.
+ */
+function packer(): Fn {
+  const f = new Fn('pack', [I32, I32, I32, I32, I32], true);
+  const [src, dst, rows, k, j0] = [0, 1, 2, 3, 4];
+  const j = f.local(I32);
+  const d = f.local(I32);
+  const kk = f.local(I32);
+  f.get(j0).set(j);
+  f.get(j0).get(rows).add().set(rows); // rows now holds the end row
+  f.while(
+    () => f.get(j).get(rows).ltS(),
+    () => {
+      // d = dst + ((j / NR) · NR · k + j % NR) · 4
+      f.get(dst).get(j).i32(Math.log2(NR)).shrU().get(k).mul().i32(NR * 4).mul().add().get(j).i32(NR - 1).and().i32(4).mul().add().set(d);
+      f.get(k).set(kk);
+      f.while(
+        () => f.get(kk).i32(4).geS(),
+        () => {
+          for (let u = 0; u < 4; u++) f.get(d).get(src).f32Load(u * 4).f32Store(u * NR * 4);
+          f.inc(src, 16).inc(d, NR * 16).inc(kk, -4);
+        },
+      );
+      f.while(
+        () => f.get(kk).i32(0).gtS(),
+        () => {
+          f.get(d).get(src).f32Load(0).f32Store(0);
+          f.inc(src, 4).inc(d, NR * 4).inc(kk, -1);
+        },
+      );
+      f.inc(j, 1);
+    },
+  );
+  return f;
+}
+
+/** The module bytes; exports `gemm` and `pack`. */
 export function buildGemmModule(memory: MemoryImport): Uint8Array<ArrayBuffer> {
   const unrollFor = (rows: number) => (rows === 1 ? 4 : rows === 2 ? 2 : 1);
   const kernels: Fn[] = [];
   for (let r = 1; r <= MR; r++) kernels.push(microKernel(r, unrollFor(r)));
   const gemm = driver(kernels.map((_, i) => i));
-  return assemble(memory, [...kernels, gemm]);
+  return assemble(memory, [...kernels, gemm, packer()]);
 }

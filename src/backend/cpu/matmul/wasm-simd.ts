@@ -2,11 +2,12 @@
  * The portable path: the WebAssembly SIMD kernel of wasm-kernel.ts over one (shared, when possible) linear memory,
  * with the call split across worker threads by panel ranges and made synchronous with Atomics.wait.
  *
- * Weights: B is packed into wasm memory once per distinct buffer region (ArrayBuffer + byteOffset + n + k) and cached
- * in a WeakMap keyed on the ArrayBuffer, so new views of the same weights hit too. The cache costs as much memory as
- * the f32 weights themselves (plus < NR−1 padding rows per matrix), all inside the one wasm memory (4 GiB at most);
- * least recently used entries are evicted when it is full, and entries are freed when their buffer is collected.
- * B must not change between calls unless `reuseB` is false (a few sampled values are rechecked as a safety net only).
+ * Weights: B is packed into wasm memory, and from the second call with the same Float32Array object on, that packed
+ * copy is cached (WeakMap keyed on the array object). Fresh views, such as a KV cache's per-call subarrays, are thus
+ * never cached, and pass the same object for weights. The cache costs as much memory as the f32 weights themselves
+ * (plus < NR−1 padding rows per matrix), all in the one wasm memory (4 GiB at most); least recently used entries are
+ * evicted when it is full, and entries are freed when their array is collected. A cached B must not change unless
+ * the call says `reuseB: false` (a few sampled values are rechecked, as a safety net only).
  */
 import { defaultThreads, tryRequire } from './node.js';
 import { buildGemmModule, MR, NR } from './wasm-kernel.js';
@@ -18,7 +19,9 @@ const PAGE = 65536;
 const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
 const INITIAL_PAGES = 256;
 /** Control block words (Int32 at byte 0 of the memory), shared with the workers. */
-const C = { SEQ: 0, STATE: 1, DONE: 2, CHUNKS: 3, PER_CHUNK: 4, ERR: 5, READY: 6, QUIT: 7, ARGS: 8 } as const;
+const C = { SEQ: 0, STATE: 1, DONE: 2, CHUNKS: 3, PER_CHUNK: 4, ERR: 5, READY: 6, ARGS: 8 } as const;
+/** Control words: the fields above plus 10 gemm arguments. */
+const CTL_WORDS = 32;
 const HEAP_START = 1024;
 /** Rows of A per cache block in the driver. */
 const MC = 64;
@@ -30,9 +33,9 @@ const SPIN = 20000;
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, spin } = workerData;
-const C = ${JSON.stringify(C)};
+const C = ${JSON.stringify(C)}, CTL_WORDS = ${CTL_WORDS};
 const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm;
-const ctl = new Int32Array(memory.buffer, 0, 16);
+const ctl = new Int32Array(memory.buffer, 0, CTL_WORDS);
 let seen = Atomics.load(ctl, C.SEQ);
 Atomics.add(ctl, C.READY, 1);
 Atomics.notify(ctl, C.READY);
@@ -41,7 +44,6 @@ for (;;) {
   for (let i = 0; s === seen && i < spin; i++) s = Atomics.load(ctl, C.SEQ);
   if (s === seen) { Atomics.wait(ctl, C.SEQ, seen); continue; }
   seen = s;
-  if (Atomics.load(ctl, C.QUIT)) break;
   const tag = (s & 0x7fff) << 16;
   const a = ctl.slice(C.ARGS, C.ARGS + 10);
   const chunks = Atomics.load(ctl, C.CHUNKS), per = Atomics.load(ctl, C.PER_CHUNK);
@@ -121,22 +123,22 @@ interface Packed {
   /** Sampled B values at pack time, rechecked on every hit. */
   sample: Float32Array;
   lastUse: number;
-  map: Map<string, Packed>;
-  key: string;
 }
 
 interface State {
   memory: WebAssembly.Memory;
   module: WebAssembly.Module;
   gemm: Gemm;
+  pack: (src: number, dst: number, rows: number, k: number, j0: number) => void;
   heap: Heap;
   f32: Float32Array;
   ctl: Int32Array;
   threads: number;
   workers: import('node:worker_threads').Worker[];
-  ready: Promise<void>;
+  /** False once a worker has failed or exited: calls then stay on the calling thread. */
+  alive: boolean;
   seq: number;
-  scratch: { off: number; bytes: number };
+  scratch: Record<'ac' | 'b' | 'stage', { off: number; bytes: number }>;
   tick: number;
   cachedBytes: number;
   entries: Set<Packed>;
@@ -144,16 +146,15 @@ interface State {
 
 let state: State | undefined;
 let initError: string | undefined;
-const cache = new WeakMap<ArrayBufferLike, Map<string, Packed>>();
-const registry = new FinalizationRegistry<Map<string, Packed>>((map) => {
-  for (const e of map.values()) dropEntry(e);
-});
+const cache = new WeakMap<Float32Array, Packed>();
+/** Arrays seen once: cached on their second call only, so per-call views never fill the cache. */
+const seen = new WeakSet<Float32Array>();
+const registry = new FinalizationRegistry<Packed>((e) => dropEntry(e));
 
 function dropEntry(e: Packed): void {
   if (!state || !state.entries.delete(e)) return;
   state.heap.release(e.off, e.bytes);
   state.cachedBytes -= e.bytes;
-  e.map.delete(e.key);
 }
 
 /** Why the path is unavailable, or undefined when it works. */
@@ -173,37 +174,31 @@ function init(): State | undefined {
     if (!WebAssembly.validate(bytes)) throw new Error('WebAssembly SIMD not supported');
     const memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared });
     const module = new WebAssembly.Module(bytes);
-    const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm as Gemm;
+    const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
     const workers: State['workers'] = [];
     if (wt) {
       for (let i = 1; i < wanted; i++) {
         const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, spin: SPIN }, execArgv: [], stdout: false });
         w.unref();
+        w.once('error', () => (state!.alive = false));
+        w.once('exit', () => (state!.alive = false));
         workers.push(w);
       }
     }
-    const ctl = new Int32Array(memory.buffer, 0, 16);
-    const ready = new Promise<void>((resolve, reject) => {
-      let online = 0;
-      if (workers.length === 0) resolve();
-      for (const w of workers) {
-        w.once('online', () => ++online === workers.length && resolve());
-        w.once('error', reject);
-      }
-    });
-    ready.catch(() => undefined);
+    const ctl = new Int32Array(memory.buffer, 0, CTL_WORDS);
     state = {
       memory,
       module,
-      gemm,
+      gemm: exports.gemm as Gemm,
+      pack: exports.pack as State['pack'],
       heap: new Heap(memory),
       f32: new Float32Array(memory.buffer),
       ctl,
       threads: workers.length + 1,
       workers,
-      ready,
+      alive: true,
       seq: 0,
-      scratch: { off: -1, bytes: 0 },
+      scratch: { ac: { off: -1, bytes: 0 }, b: { off: -1, bytes: 0 }, stage: { off: -1, bytes: 0 } },
       tick: 0,
       cachedBytes: 0,
       entries: new Set(),
@@ -221,15 +216,18 @@ function warmUp(s: State): void {
   const a = new Float32Array(4 * 64).fill(1);
   const b = new Float32Array(8 * 64).fill(1);
   const c = new Float32Array(4 * 8);
-  for (let i = 0; i < 200; i++) run(s, a, b, c, 4, 8, 64, false, false);
+  for (let i = 0; i < 200; i++) run(s, a, b, c, 4, 8, 64, true, false, false);
 }
 
 /** Resolves once the worker threads are running (calls before that run on the calling thread alone). */
 export async function wasmSimdReady(): Promise<void> {
   const s = init();
   if (!s) return;
-  await s.ready;
-  while (Atomics.load(s.ctl, C.READY) < s.workers.length) await new Promise((r) => setTimeout(r, 1));
+  // Polled on a timer: the workers are unref'd, so their 'online' event alone would not keep Node waiting.
+  const start = Date.now();
+  while (Atomics.load(s.ctl, C.READY) < s.workers.length && s.alive && Date.now() - start < 30_000) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
 }
 
 export function wasmSimdInfo(): { threads: number; detail: string } {
@@ -242,10 +240,14 @@ export function wasmSimdInfo(): { threads: number; detail: string } {
   };
 }
 
-/** Frees the packed copy of `b`'s weights (all shapes), if cached. */
+/** Frees the packed copy of `b`, if cached. */
 export function releaseWasmWeights(b: Float32Array): void {
-  const map = cache.get(b.buffer);
-  if (map) for (const e of [...map.values()]) if (e.key.startsWith(`${b.byteOffset}:`)) dropEntry(e);
+  const e = cache.get(b);
+  if (e) {
+    cache.delete(b);
+    registry.unregister(e);
+    dropEntry(e);
+  }
 }
 
 function alloc(s: State, bytes: number, keep?: Packed): number {
@@ -275,18 +277,38 @@ function sameSample(x: Float32Array, y: Float32Array): boolean {
   return true;
 }
 
-/** Writes B[N,K] into panels of NR rows, k-major inside a panel, zero-padding the last panel. */
-function packB(f32: Float32Array, dst: number, b: Float32Array, n: number, k: number): void {
+/** Bytes of B rows staged at a time for the wasm packer. */
+const STAGE_BYTES = 256 << 10;
+
+function stageRows(k: number): number {
+  return Math.max(1, Math.floor(STAGE_BYTES / (k * 4)));
+}
+
+/**
+ * Writes B[N,K] (transB) or B[K,N] into panels of NR output features, k-major inside a panel, zero-padded, at byte
+ * offset `dst`. B[N,K] is copied in slices to the staging block and transposed there by the wasm `pack`.
+ */
+function packB(s: State, dst: number, b: Float32Array, n: number, k: number, transB: boolean): void {
+  const f32 = s.f32;
   const panels = Math.ceil(n / NR);
-  for (let j = 0; j < panels * NR; j++) {
-    const p = (j / NR) | 0;
-    let d = dst + p * NR * k + (j - p * NR);
-    if (j < n) {
-      const s = j * k;
-      for (let kk = 0; kk < k; kk++, d += NR) f32[d] = b[s + kk]!;
-    } else {
-      for (let kk = 0; kk < k; kk++, d += NR) f32[d] = 0;
+  if (!transB) {
+    for (let kk = 0; kk < k; kk++) {
+      const src = kk * n;
+      for (let p = 0, d = dst / 4 + kk * NR; p < panels; p++, d += NR * k) {
+        const w = Math.min(NR, n - p * NR);
+        for (let jj = 0; jj < w; jj++) f32[d + jj] = b[src + p * NR + jj]!;
+        for (let jj = w; jj < NR; jj++) f32[d + jj] = 0;
+      }
     }
+    return;
+  }
+  if (n % NR) f32.fill(0, dst / 4 + (panels - 1) * NR * k, dst / 4 + panels * NR * k);
+  const stage = s.scratch.stage.off;
+  const rows = stageRows(k);
+  for (let j0 = 0; j0 < n; j0 += rows) {
+    const r = Math.min(rows, n - j0);
+    f32.set(b.subarray(j0 * k, (j0 + r) * k), stage / 4);
+    s.pack(stage, dst, r, k, j0);
   }
 }
 
@@ -294,64 +316,80 @@ function packedBytes(n: number, k: number): number {
   return Math.ceil(n / NR) * NR * k * 4;
 }
 
-/** Byte offset of B packed in wasm memory: from the cache (packing on a miss) or, when !reuse, freshly packed. */
-function packedB(s: State, b: Float32Array, n: number, k: number, reuse: boolean, scratchAt: number): number {
-  if (!reuse) {
-    packB(s.f32, scratchAt / 4, b, n, k);
-    return scratchAt;
-  }
-  let map = cache.get(b.buffer);
-  if (!map) {
-    map = new Map();
-    cache.set(b.buffer, map);
-    registry.register(b.buffer, map);
-  }
-  const key = `${b.byteOffset}:${n}:${k}`;
-  let e = map.get(key);
-  const sample = sampleOf(b, n * k);
-  if (e && !sameSample(e.sample, sample)) {
-    e.sample = sample;
-    packB(s.f32, e.off / 4, b, n, k);
-  }
+/** Byte offset of B packed in wasm memory: cached (see the file comment) or packed into the B scratch block. */
+function packedB(s: State, b: Float32Array, n: number, k: number, transB: boolean, reuse: boolean): number {
+  let e = reuse && transB ? cache.get(b) : undefined;
   if (!e) {
+    if (!reuse || !transB || !seen.has(b)) {
+      if (reuse && transB) seen.add(b);
+      const at = scratch(s, 'b', packedBytes(n, k));
+      packB(s, at, b, n, k, transB);
+      return at;
+    }
     const bytes = packedBytes(n, k);
-    const off = alloc(s, bytes);
-    e = { off, bytes, n, k, sample, lastUse: 0, map, key };
-    map.set(key, e);
+    e = { off: alloc(s, bytes), bytes, n, k, sample: sampleOf(b, n * k), lastUse: ++s.tick };
+    cache.set(b, e);
+    registry.register(b, e, e);
     s.entries.add(e);
     s.cachedBytes += bytes;
-    packB(s.f32, off / 4, b, n, k);
+    packB(s, e.off, b, n, k, true);
+  } else if (e.n !== n || e.k !== k) {
+    releaseWasmWeights(b);
+    return packedB(s, b, n, k, transB, reuse);
+  } else {
+    const sample = sampleOf(b, n * k);
+    if (!sameSample(e.sample, sample)) {
+      e.sample = sample;
+      packB(s, e.off, b, n, k, true);
+    }
   }
   e.lastUse = ++s.tick;
   return e.off;
 }
 
-/** C = A·Bᵀ on the wasm path. `reuseB`: B holds weights that do not change (see the file comment). */
-export function matmulTransBWasm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, reuseB = true): void {
-  const s = init();
-  if (!s) throw new Error(`matmul: wasm-simd unavailable: ${initError}`);
-  run(s, a, b, c, m, n, k, reuseB, true);
+/** A reusable block per purpose ('ac': A and C, 'b': uncached B, 'stage': B rows to pack), grown on demand. */
+function scratch(s: State, which: 'ac' | 'b' | 'stage', bytes: number): number {
+  const blk = s.scratch[which];
+  if (blk.bytes < bytes) {
+    if (blk.off >= 0) s.heap.release(blk.off, blk.bytes);
+    s.scratch[which] = { off: -1, bytes: 0 };
+    s.scratch[which] = { off: alloc(s, bytes), bytes };
+  }
+  return s.scratch[which].off;
 }
 
-function run(s: State, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, reuseB: boolean, parallel: boolean): void {
+/** C = A·Bᵀ on the wasm path. `reuseB`: B holds weights that do not change (see the file comment). */
+export function matmulTransBWasm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, reuseB = true): void {
+  run(ensure(), a, b, c, m, n, k, true, reuseB, true);
+}
+
+/** C = A·B with B[K,N] row-major, on the wasm path (B is packed per call, never cached). */
+export function matmulNNWasm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void {
+  run(ensure(), a, b, c, m, n, k, false, false, true);
+}
+
+function ensure(): State {
+  const s = init();
+  if (!s) throw new Error(`matmul: wasm-simd unavailable: ${initError}`);
+  return s;
+}
+
+/** Uncached B scratch above this size is freed after the call rather than kept. */
+const KEEP_B_SCRATCH = 64 << 20;
+
+function run(s: State, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, transB: boolean, reuseB: boolean, parallel: boolean): void {
   const panels = Math.ceil(n / NR);
   const ldc = panels * NR;
   const aBytes = Math.ceil((m * k * 4) / 64) * 64;
-  const cBytes = m * ldc * 4;
-  const bBytes = reuseB ? 0 : packedBytes(n, k);
-  const need = aBytes + cBytes + bBytes;
-  if (s.scratch.bytes < need) {
-    if (s.scratch.off >= 0) s.heap.release(s.scratch.off, s.scratch.bytes);
-    s.scratch = { off: -1, bytes: 0 };
-    s.scratch = { off: alloc(s, need), bytes: need };
-  }
-  const pa = s.scratch.off;
+  // Scratch first: later allocations may evict cache entries, never the block B was just packed into.
+  const pa = scratch(s, 'ac', aBytes + m * ldc * 4);
   const pc = pa + aBytes;
-  const pb = packedB(s, b, n, k, reuseB, pc + cBytes);
+  scratch(s, 'stage', stageRows(k) * k * 4);
+  const pb = packedB(s, b, n, k, transB, reuseB);
   const f32 = s.f32;
   f32.set(a.length === m * k ? a : a.subarray(0, m * k), pa / 4);
 
-  const ready = s.workers.length > 0 && Atomics.load(s.ctl, C.READY) === s.workers.length;
+  const ready = s.alive && s.workers.length > 0 && Atomics.load(s.ctl, C.READY) === s.workers.length;
   if (parallel && ready && panels > 1 && m * n * k >= PARALLEL_MIN_WORK) {
     runParallel(s, [pa, k * 4, pb, pc, ldc * 4, m, k, panels, 0, MC]);
   } else {
@@ -360,6 +398,11 @@ function run(s: State, a: Float32Array, b: Float32Array, c: Float32Array, m: num
 
   if (ldc === n) c.set(f32.subarray(pc / 4, pc / 4 + m * n));
   else for (let i = 0; i < m; i++) c.set(f32.subarray(pc / 4 + i * ldc, pc / 4 + i * ldc + n), i * n);
+  const bs = s.scratch.b;
+  if (bs.bytes > KEEP_B_SCRATCH) {
+    s.heap.release(bs.off, bs.bytes);
+    s.scratch.b = { off: -1, bytes: 0 };
+  }
 }
 
 /** Publishes one job and works on it alongside the workers; chunks (panel ranges) are claimed by CAS on STATE. */

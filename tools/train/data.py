@@ -1,0 +1,321 @@
+"""Tokenizer training and the training data stream for attend-mini (GPU machine side).
+
+Stream: every training step s asks for `rows` rows of `seq_len + 1` tokens. The content of step s
+is a pure function of (seed, s, seq_len, rows), built by worker processes:
+
+  * with probability P_PLAIN a row is plain text: a random window of the tokenized training
+    documents (documents separated by <|endoftext|>), loss role 1 on every token;
+  * otherwise the row is packed with synthetic task samples (tasks.py, train split) of random
+    lengths, each "<|endoftext|> prompt answer <|endoftext|>", with loss role 0 on the prompt
+    (instructions, haystack, question) and role 2 on the answer tokens and the closing
+    <|endoftext|>; what is left of the row is filled with plain text (role 1).
+  * 10% of task samples use the chat format "<|user|>\\n{prompt}\\n<|assistant|>\\n{answer}<|endoftext|>".
+
+The trainer's loss is mean CE over role-1 tokens + mean CE over role-2 tokens (see model.lm_losses).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import random
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tasks  # noqa: E402
+
+SPECIALS = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"]
+EOT_ID = 0
+
+P_PLAIN = 0.25
+P_CHAT = 0.10
+# sample-count mixture of training tasks
+MIX = {
+    "passkey": 0.07,
+    "niah_single": 0.22,
+    "niah_multikey": 0.15,
+    "niah_multikey_dense": 0.05,
+    "niah_multivalue": 0.11,
+    "niah_multiquery": 0.12,
+    "vt": 0.13,
+    "fwe": 0.05,
+    "kv": 0.10,
+}
+MIN_TASK_TOKENS = 160
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer
+# ----------------------------------------------------------------------------------------------
+def build_tokenizer_object():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, out_path: str):
+    from tokenizers import pre_tokenizers, processors, trainers
+    tok = build_tokenizer_object()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer, length=len(texts))
+    assert tok.token_to_id("<|endoftext|>") == EOT_ID
+    # encode(text) (add_special_tokens=True) prepends <|endoftext|> as BOS, as the model was trained
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", pair="<|endoftext|> $A <|endoftext|> $B",
+        special_tokens=[("<|endoftext|>", EOT_ID)])
+    tok.save(out_path)
+    return tok
+
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + '\\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' + message['content'] + eos_token }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+)
+
+
+def write_tokenizer_files(tokenizer_json: str, out_dir: str, max_len: int):
+    import shutil
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copyfile(tokenizer_json, os.path.join(out_dir, "tokenizer.json"))
+    cfg = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+        "unk_token": None,
+        "additional_special_tokens": SPECIALS[1:],
+        "model_max_length": max_len,
+        "clean_up_tokenization_spaces": False,
+        "add_bos_token": True,
+        "chat_template": CHAT_TEMPLATE,
+    }
+    json.dump(cfg, open(os.path.join(out_dir, "tokenizer_config.json"), "w"), indent=2)
+    json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+               "additional_special_tokens": SPECIALS[1:]},
+              open(os.path.join(out_dir, "special_tokens_map.json"), "w"), indent=2)
+
+
+def tokenize_docs(tok, docs: list[dict]) -> np.ndarray:
+    """All documents, each followed by <|endoftext|>, as one uint16 array."""
+    enc = tok.encode_batch([d["text"] for d in docs], add_special_tokens=False)
+    total = sum(len(e.ids) + 1 for e in enc)
+    arr = np.empty(total, dtype=np.uint16)
+    pos = 0
+    for e in enc:
+        n = len(e.ids)
+        arr[pos:pos + n] = e.ids
+        arr[pos + n] = EOT_ID
+        pos += n + 1
+    return arr
+
+
+# ----------------------------------------------------------------------------------------------
+# Worker side
+# ----------------------------------------------------------------------------------------------
+class RowBuilder:
+    def __init__(self, tokenizer_json: str, train_tokens: str, train_docs: str, seed: int):
+        from tokenizers import Tokenizer
+        self.tok = Tokenizer.from_file(tokenizer_json)
+        self.plain = np.load(train_tokens, mmap_mode="r")
+        self.corpus = tasks.Corpus(tasks.Corpus.load_jsonl_xz(train_docs))
+        self.seed = seed
+        self.cpt = {t: 3.2 for t in tasks.TASKS}  # chars per token, running estimate per task
+        self.names = list(MIX)
+        self.weights = [MIX[n] for n in self.names]
+
+    def enc(self, text):
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def plain_span(self, rng, n):
+        o = rng.randrange(0, len(self.plain) - n - 1)
+        return np.asarray(self.plain[o:o + n], dtype=np.int32)
+
+    def task_sample(self, rng, max_tokens, target):
+        """(ids, roles) of one task sample with at most max_tokens tokens, or None."""
+        name = rng.choices(self.names, self.weights)[0]
+        seed = rng.getrandbits(48)
+        scale = 0.97
+        for _ in range(4):
+            nchars = max(64, int((target - 24) * self.cpt[name] * scale))
+            s = tasks.generate(name, "train", seed, nchars, self.corpus, train_variation=True)
+            chat = rng.random() < P_CHAT
+            if chat:
+                prompt = "<|user|>\n" + s.prompt[: -len("\nAnswer:")] + "\n<|assistant|>\n"
+                answer = s.answer.strip()
+            else:
+                prompt, answer = s.prompt, s.answer
+            p, a = self.enc(prompt), self.enc(answer)
+            n = len(p) + len(a) + 2
+            self.cpt[name] = 0.8 * self.cpt[name] + 0.2 * (len(s.text) / max(1, len(p) + len(a)))
+            if n <= max_tokens:
+                ids = np.array([EOT_ID] + p + a + [EOT_ID], dtype=np.int32)
+                roles = np.zeros(n, dtype=np.uint8)
+                roles[1 + len(p):] = 2
+                return ids, roles
+            scale *= 0.85 * max_tokens / n
+        return None
+
+    def row(self, rng, L):
+        if rng.random() < P_PLAIN:
+            return self.plain_span(rng, L), np.ones(L, dtype=np.uint8)
+        ids_parts, role_parts, used = [], [], 0
+        first = True
+        while L - used >= MIN_TASK_TOKENS:
+            rem = L - used
+            frac = max(0.05, rng.random() ** (0.6 if first else 1.0))
+            target = max(MIN_TASK_TOKENS, int(rem * frac))
+            r = self.task_sample(rng, rem, target)
+            first = False
+            if r is None:
+                break
+            ids_parts.append(r[0]); role_parts.append(r[1]); used += len(r[0])
+            if rng.random() < 0.25:
+                break
+        if used < L:
+            ids_parts.append(self.plain_span(rng, L - used)); role_parts.append(np.ones(L - used, dtype=np.uint8))
+        return np.concatenate(ids_parts), np.concatenate(role_parts)
+
+    def batch(self, step, seq_len, rows):
+        rng = random.Random(f"{self.seed}|{step}|{seq_len}|{rows}")
+        L = seq_len + 1
+        toks = np.empty((rows, L), dtype=np.int32)
+        roles = np.empty((rows, L), dtype=np.uint8)
+        for i in range(rows):
+            t, r = self.row(rng, L)
+            toks[i], roles[i] = t, r
+        return toks, roles
+
+
+def worker_main(args, req_q, res_q):
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    rb = RowBuilder(**args)
+    parent = os.getppid()
+    while True:
+        try:
+            job = req_q.get(timeout=5)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return  # the trainer died
+            continue
+        if job is None:
+            return
+        step, seq_len, rows = job
+        toks, roles = rb.batch(step, seq_len, rows)
+        res_q.put((step, seq_len, toks, roles))
+
+
+class Loader:
+    """Asks worker processes for batches ahead of time; get(step) returns that step's batch."""
+
+    def __init__(self, n_workers, rb_args, ahead=6):
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        self.req, self.res = ctx.Queue(), ctx.Queue(maxsize=ahead + n_workers + 2)
+        self.procs = [ctx.Process(target=worker_main, args=(rb_args, self.req, self.res), daemon=True) for _ in range(n_workers)]
+        for p in self.procs:
+            p.start()
+        self.ahead = ahead
+        self.asked = {}
+        self.buf = {}
+
+    def ask(self, step, seq_len, rows):
+        if step not in self.asked:
+            self.asked[step] = (seq_len, rows)
+            self.req.put((step, seq_len, rows))
+
+    def get(self, step, seq_len, rows, timeout=600):
+        self.ask(step, seq_len, rows)
+        t0 = time.time()
+        while step not in self.buf:
+            try:
+                s, sl, t, r = self.res.get(timeout=5)
+            except queue.Empty:
+                if time.time() - t0 > timeout or not any(p.is_alive() for p in self.procs):
+                    raise RuntimeError("data workers stalled")
+                continue
+            self.buf[s] = (sl, t, r)
+        sl, t, r = self.buf.pop(step)
+        self.asked.pop(step, None)
+        return t, r
+
+    def close(self):
+        for _ in self.procs:
+            self.req.put(None)
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+
+
+# ----------------------------------------------------------------------------------------------
+# Held-out evaluation instances
+# ----------------------------------------------------------------------------------------------
+HAYSTACK_SOURCES = ("brown", "bible", "devil")  # prose haystacks for evaluation (like RULER's essays)
+DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+DEPTH_TASKS = ("passkey", "niah_single")
+
+
+def eval_specs(lengths=(2048, 4096, 8192), n_depth=8, n_other=16):
+    """The evaluation grid: passkey and niah_single at every depth in DEPTHS (n_depth instances per
+    cell, alternating the held-out templates); the other tasks n_other instances per length."""
+    specs = []
+    for L in lengths:
+        for task in tasks.TASKS:
+            if task in DEPTH_TASKS:
+                for d in DEPTHS:
+                    for i in range(n_depth):
+                        specs.append(dict(task=task, length=L, depth=d, seed=hash_seed(task, L, d, i), variant=i % 2))
+            else:
+                for i in range(n_other):
+                    specs.append(dict(task=task, length=L, depth=None, seed=hash_seed(task, L, None, i), variant=i % 2))
+    return specs
+
+
+def hash_seed(task, L, d, i):
+    import hashlib
+    return int(hashlib.sha1(f"eval|{task}|{L}|{d}|{i}".encode()).hexdigest()[:8], 16)
+
+
+_EV = {}
+
+
+def _eval_init(tokenizer_json, heldout_docs):
+    from tokenizers import Tokenizer
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _EV["tok"] = Tokenizer.from_file(tokenizer_json)
+    _EV["corpus"] = tasks.Corpus(tasks.Corpus.load_jsonl_xz(heldout_docs), HAYSTACK_SOURCES)
+
+
+def _eval_build(spec):
+    tok = _EV["tok"]
+    count = lambda t: len(tok.encode(t, add_special_tokens=False).ids)
+    s = tasks.fit_length(spec["task"], "heldout", spec["seed"], spec["length"], count, _EV["corpus"],
+                         depth=spec["depth"], variant=spec["variant"])
+    p = tok.encode(s.prompt, add_special_tokens=False).ids
+    a = tok.encode(s.answer, add_special_tokens=False).ids
+    joint = tok.encode(s.prompt + s.answer, add_special_tokens=False).ids
+    out = dict(spec)
+    out.update(prompt_ids=p, answer_ids=a, answer=s.answer, values=s.values, tokens=len(p) + len(a) + 2,
+               nchars=len(s.text), boundary_ok=(joint == p + a))
+    return out
+
+
+def build_eval_async(tokenizer_json, heldout_docs, specs, procs=6):
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(procs, initializer=_eval_init, initargs=(tokenizer_json, heldout_docs))
+    res = pool.map_async(_eval_build, specs, chunksize=4)
+    return pool, res

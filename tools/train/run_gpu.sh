@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# attend-mini on the GPU machine (see tools/train/README.md).
+#
+#   bash tools/train/run_gpu.sh start [train.py args]   launch the full run in the background (setsid)
+#   bash tools/train/run_gpu.sh wait MINUTES            print the log until the run is done or MINUTES pass
+#   bash tools/train/run_gpu.sh collect [FIRST_PART]    copy results (<= 4 parts of 15 MiB + logs) to $OUT
+#   bash tools/train/run_gpu.sh status
+#   bash tools/train/run_gpu.sh smoke                   short end-to-end test (~3 min), results to $OUT
+#
+# The run directory (default /tmp/attend-run) lives on the GPU machine's disk while it is held;
+# ckpt.pt there is a full checkpoint (train.py --resume /tmp/attend-run/ckpt.pt).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+RUN_DIR="${RUN_DIR:-/tmp/attend-run}"
+OUT="${OUT:-/tmp/attend-out}"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
+mkdir -p "$RUN_DIR" "$OUT"
+mode="${1:-}"; shift || true
+
+pack() {
+  # export/ -> result.tar.xz -> parts of 15 MiB
+  cd "$RUN_DIR" || return 1
+  cp -f train.log export/train/train.log 2>/dev/null
+  rm -rf parts result.tar.xz; mkdir -p parts
+  tar -C export -cf - . | xz -T0 -6 > result.tar.xz
+  split -b 15M -d -a 2 result.tar.xz parts/result.tar.xz.part
+  (cd parts && sha256sum result.tar.xz.part* > ../MANIFEST.txt)
+  sha256sum result.tar.xz >> MANIFEST.txt
+  ls -la parts
+  cd - >/dev/null
+}
+
+case "$mode" in
+  _run)
+    python3 tools/train/train.py --out "$RUN_DIR" "$@"
+    rc=$?
+    echo "train.py exit code $rc"
+    if [ -d "$RUN_DIR/export" ]; then pack; fi
+    echo "$rc" > "$RUN_DIR/DONE"
+    ;;
+  start)
+    if [ -f "$RUN_DIR/pid" ] && kill -0 "$(cat "$RUN_DIR/pid")" 2>/dev/null; then
+      echo "already running (pid $(cat "$RUN_DIR/pid"))"; exit 0
+    fi
+    rm -f "$RUN_DIR/DONE"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    setsid nohup bash tools/train/run_gpu.sh _run "$@" > "$RUN_DIR/train.log" 2>&1 < /dev/null &
+    echo $! > "$RUN_DIR/pid"
+    echo "started pid $(cat "$RUN_DIR/pid"), log $RUN_DIR/train.log"
+    ;;
+  wait)
+    mins="${1:-9}"
+    end=$(( $(date +%s) + ${mins%.*} * 60 ))
+    [ "${mins#*.}" != "$mins" ] && end=$(( end + 6 * ${mins#*.} ))
+    shown=0
+    while :; do
+      if [ -f "$RUN_DIR/train.log" ]; then
+        n=$(wc -l < "$RUN_DIR/train.log")
+        if [ "$n" -gt "$shown" ]; then sed -n "$((shown + 1)),${n}p" "$RUN_DIR/train.log"; shown=$n; fi
+      fi
+      if [ -f "$RUN_DIR/DONE" ]; then echo "RUN DONE (exit $(cat "$RUN_DIR/DONE"))"; break; fi
+      if [ "$(date +%s)" -ge "$end" ]; then echo "WAIT TIMEOUT (run still going)"; break; fi
+      sleep 10
+    done
+    ;;
+  collect)
+    first="${1:-0}"
+    if [ ! -f "$RUN_DIR/MANIFEST.txt" ]; then
+      if [ -d "$RUN_DIR/export" ]; then pack; else echo "nothing to collect"; exit 1; fi
+    fi
+    cp -f "$RUN_DIR/MANIFEST.txt" "$OUT/"
+    cp -f "$RUN_DIR/train.log" "$OUT/" 2>/dev/null
+    cp -f "$RUN_DIR/export/train/eval.json" "$OUT/" 2>/dev/null
+    i=0
+    for p in "$RUN_DIR"/parts/result.tar.xz.part*; do
+      idx=$((10#${p##*part}))
+      if [ "$idx" -ge "$first" ] && [ "$i" -lt 4 ]; then cp "$p" "$OUT/"; i=$((i + 1)); last=$idx; fi
+    done
+    total=$(ls "$RUN_DIR"/parts | wc -l)
+    echo "collected parts ${first}..${last:-none} of $total (0-based); $( [ $(( ${last:-0} + 1 )) -lt "$total" ] && echo "NEXT: collect $(( ${last:-0} + 1 ))" || echo "all parts collected")"
+    ls -la "$OUT"
+    ;;
+  status)
+    ls -la "$RUN_DIR"; tail -5 "$RUN_DIR/train.log" 2>/dev/null; cat "$RUN_DIR/DONE" 2>/dev/null
+    ;;
+  smoke)
+    # ~3 minutes: real data pipeline + tokenizer training, eager and compiled throughput of the real
+    # model shapes, then a tiny end-to-end run (train, eval, export, transformers reload check).
+    S=/tmp/attend-smoke; rm -rf "$S"; mkdir -p "$S"
+    {
+      nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+      python3 -c "import torch, transformers, tokenizers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'tokenizers', tokenizers.__version__)"
+      echo "== A: tokenizer + eager throughput (mini + draft, 2K and 8K)"
+      timeout 75 python3 tools/train/train.py --out "$S/a" --bench 6 --compile 0 --workers 8 || echo "STAGE A FAILED"
+      TOKF="$S/a/tokenizer.json"
+      echo "== B: compiled throughput at 8K"
+      timeout 70 python3 tools/train/train.py --out "$S/b" --tokenizer "$TOKF" --bench 5 --compile 1 --short-seq-len 8192 --workers 8 || echo "STAGE B FAILED/TIMEOUT"
+      echo "== C: tiny end-to-end"
+      timeout 60 python3 tools/train/train.py --out "$S/c" --tokenizer "$TOKF" --preset tiny --seq-len 1024 --short-seq-len 512 \
+        --short-frac 0.3 --tokens-per-step 16384 --max-steps 40 --train-minutes 0.4 --warmup 10 --compile 0 --workers 4 \
+        --eval-lengths 512,1024 --eval-n-depth 1 --eval-n-other 2 --gen-budget-s 8 --ppl-max-windows 20 || echo "STAGE C FAILED"
+    } 2>&1 | tee "$OUT/smoke.log"
+    cp -f "$S/a/tokenizer.json" "$OUT/" 2>/dev/null
+    cp -f "$S/a/bench.json" "$OUT/bench_eager.json" 2>/dev/null
+    cp -f "$S/b/bench.json" "$OUT/bench_compiled.json" 2>/dev/null
+    cp -f "$S/c/export/train/eval.json" "$OUT/eval_tiny.json" 2>/dev/null
+    cp -f "$S/c/export/models/attend-mini/README.md" "$OUT/card_tiny.md" 2>/dev/null
+    cp -f "$S/c/export/models/attend-mini/loss.png" "$OUT/loss_tiny.png" 2>/dev/null
+    ls -la "$OUT"
+    ;;
+  *)
+    sed -n 2,12p "$0"; exit 2
+    ;;
+esac
