@@ -51,6 +51,8 @@ export interface Backend {
   add(a: Tensor, b: Tensor): void;
   /** Splits [rows × Σwidths] into column blocks of the given widths. */
   splitColumns(x: Tensor, widths: number[]): Tensor[];
+  /** Stacks 2-D tensors of equal width. */
+  concatRows(parts: Tensor[]): Tensor;
   /** Rows [start, end) of a 2-D tensor. */
   sliceRows(x: Tensor, start: number, end: number): Tensor;
   /** Appends the rows' keys and values ([rows × kvHeads·headDim]) to the layer's heads at `positions`. */

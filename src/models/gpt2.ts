@@ -6,7 +6,8 @@ import type { Backend } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
-import { type CausalLM, type ForwardOptions, positionsFrom } from './model.js';
+import { BatchLayout, type SequenceStep } from './batch.js';
+import type { BatchOptions, CausalLM, ForwardOptions } from './model.js';
 import { transpose, type WeightReader } from './weights.js';
 
 interface Gpt2Layer {
@@ -62,30 +63,27 @@ export class Gpt2Model implements CausalLM {
   }
 
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
+    return this.forwardBatch([{ ids, cache, observer: opts.observer }], opts)[0];
+  }
+
+  forwardBatch(steps: SequenceStep[], opts: BatchOptions = {}): Tensor[] {
     const c = this.config;
     const b = this.backend;
     const n = c.hiddenSize;
-    const positions = positionsFrom(cache.nextPosition, ids.length);
-    let x = b.embedding(this.wte, ids);
-    b.add(x, b.embedding(this.wpe, positions));
+    const batch = new BatchLayout(steps);
+    let x = b.embedding(this.wte, batch.ids);
+    b.add(x, b.embedding(this.wpe, batch.allPositions()));
     this.layers.forEach((layer, i) => {
       const h = b.layerNorm(x, layer.ln1[0], layer.ln1[1], c.normEps);
       const [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [n, n, n]);
-      const layerCache = cache.layers[i];
-      b.appendKv(layerCache, k, v, positions);
-      const attended = b.attention(q, layerCache, positions, {
-        layer: i,
-        scale: 1 / Math.sqrt(c.headDim),
-        window: null,
-        observer: opts.observer,
-      });
+      const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: null });
       b.add(x, b.linear(attended, layer.proj, layer.projBias));
       const m = b.linear(b.layerNorm(x, layer.ln2[0], layer.ln2[1], c.normEps), layer.fc, layer.fcBias);
       b.gelu(m, c.activation === 'gelu' ? 'gelu' : 'gelu_new');
       b.add(x, b.linear(m, layer.fcProj, layer.fcProjBias));
     });
-    cache.nextPosition += ids.length;
-    if (opts.lastOnly) x = b.sliceRows(x, ids.length - 1, ids.length);
-    return b.linear(b.layerNorm(x, this.lnF[0], this.lnF[1], c.normEps), this.lmHead);
+    batch.advance();
+    if (opts.lastOnly) x = batch.lastRows(b, x);
+    return batch.split(b, b.linear(b.layerNorm(x, this.lnF[0], this.lnF[1], c.normEps), this.lmHead), Boolean(opts.lastOnly));
   }
 }

@@ -8,7 +8,8 @@ import type { KVCache } from '../cache/kv-cache.js';
 import { inverseFrequencies, ropeTables } from '../attention/rope.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
-import { type CausalLM, type ForwardOptions, positionsFrom } from './model.js';
+import { BatchLayout, type SequenceStep } from './batch.js';
+import type { BatchOptions, CausalLM, ForwardOptions } from './model.js';
 import type { WeightReader } from './weights.js';
 
 interface LlamaLayer {
@@ -68,14 +69,17 @@ export class LlamaModel implements CausalLM {
   }
 
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
+    return this.forwardBatch([{ ids, cache, observer: opts.observer }], opts)[0];
+  }
+
+  forwardBatch(steps: SequenceStep[], opts: BatchOptions = {}): Tensor[] {
     const c = this.config;
     const b = this.backend;
-    const positions = positionsFrom(cache.nextPosition, ids.length);
-    const rope = c.rope!;
-    const tables = ropeTables(inverseFrequencies(rope, positions[positions.length - 1] + 1), positions);
+    const batch = new BatchLayout(steps);
+    const tables = this.ropeTables(batch);
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
-    let x = b.embedding(this.embed, ids);
+    let x = b.embedding(this.embed, batch.ids);
     this.layers.forEach((layer, i) => {
       const h = b.rmsNorm(x, layer.inputNorm, c.normEps);
       let [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [qDim, kvDim, kvDim]);
@@ -85,20 +89,28 @@ export class LlamaModel implements CausalLM {
       }
       b.rope(q, c.numHeads, c.headDim, tables);
       b.rope(k, c.numKvHeads, c.headDim, tables);
-      const layerCache = cache.layers[i];
-      b.appendKv(layerCache, k, v, positions);
-      const attended = b.attention(q, layerCache, positions, {
-        layer: i,
-        scale: 1 / Math.sqrt(c.headDim),
-        window: c.slidingWindows[i],
-        observer: opts.observer,
-      });
+      const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: c.slidingWindows[i] });
       b.add(x, b.linear(attended, layer.o, layer.oBias));
       const m = b.rmsNorm(x, layer.postNorm, c.normEps);
       b.add(x, b.linear(b.swiglu(b.linear(m, layer.gateUp), c.intermediateSize), layer.down));
     });
-    cache.nextPosition += ids.length;
-    if (opts.lastOnly) x = b.sliceRows(x, ids.length - 1, ids.length);
-    return b.linear(b.rmsNorm(x, this.norm, c.normEps), this.lmHead);
+    batch.advance();
+    if (opts.lastOnly) x = batch.lastRows(b, x);
+    return batch.split(b, b.linear(b.rmsNorm(x, this.norm, c.normEps), this.lmHead), Boolean(opts.lastOnly));
+  }
+
+  /** cos/sin rows for every row of the batch; dynamic RoPE sizes its base by each sequence's own length. */
+  private ropeTables(batch: BatchLayout): { cos: Float32Array; sin: Float32Array } {
+    const rope = this.config.rope!;
+    const parts = batch.positions.map((p) => ropeTables(inverseFrequencies(rope, p[p.length - 1] + 1), p));
+    if (parts.length === 1) return parts[0];
+    const half = rope.dim / 2;
+    const cos = new Float32Array(batch.rows * half);
+    const sin = new Float32Array(batch.rows * half);
+    parts.forEach((t, s) => {
+      cos.set(t.cos, batch.starts[s] * half);
+      sin.set(t.sin, batch.starts[s] * half);
+    });
+    return { cos, sin };
   }
 }

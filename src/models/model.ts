@@ -4,12 +4,18 @@ import { KVCache } from '../cache/kv-cache.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
+import type { SequenceStep } from './batch.js';
 
 export interface ForwardOptions {
   /** Return only the last row's logits (prefill before sampling). */
   lastOnly?: boolean;
   /** Sees attention probabilities block by block (for presses that score by attention). */
   observer?: AttentionObserver;
+}
+
+export interface BatchOptions {
+  /** Return only each sequence's last row of logits (prefill before sampling). */
+  lastOnly?: boolean;
 }
 
 export interface CausalLM {
@@ -20,6 +26,8 @@ export interface CausalLM {
    * positions cache.nextPosition…, and logits [rows × vocab] come back.
    */
   forward(ids: ArrayLike<number>, cache: KVCache, opts?: ForwardOptions): Tensor;
+  /** The same for several sequences at once (each with its own cache, length and position); logits per sequence. */
+  forwardBatch(steps: SequenceStep[], opts?: BatchOptions): Tensor[];
 }
 
 export function newCache(config: ModelConfig, dtype: DType = 'f32'): KVCache {

@@ -75,6 +75,17 @@ export class CpuBackend implements Backend {
     });
   }
 
+  concatRows(parts: Tensor[]): Tensor {
+    const cols = parts[0].cols;
+    const out = new Float32Array(parts.reduce((n, p) => n + p.size, 0));
+    let offset = 0;
+    for (const p of parts) {
+      out.set(p.f32, offset);
+      offset += p.size;
+    }
+    return new Tensor([out.length / cols, cols], out);
+  }
+
   sliceRows(x: Tensor, start: number, end: number): Tensor {
     const cols = x.cols;
     return new Tensor([end - start, cols], x.f32.slice(start * cols, end * cols));

@@ -1,0 +1,81 @@
+/**
+ * Batching for the model families: the rows of several sequences go through the dense layers together (one
+ * matrix product for the whole batch), and attention runs per sequence over that sequence's own cache.
+ */
+import type { AttentionObserver, Backend } from '../backend/backend.js';
+import type { KVCache } from '../cache/kv-cache.js';
+import { Tensor } from '../tensor/tensor.js';
+import { positionsFrom } from './model.js';
+
+/** One sequence's part of a forward step: its new tokens and its cache. */
+export interface SequenceStep {
+  ids: ArrayLike<number>;
+  cache: KVCache;
+  /** Sees this sequence's attention probabilities (for presses that score by attention). */
+  observer?: AttentionObserver;
+}
+
+/** Row ranges and positions of each sequence within the batch. */
+export class BatchLayout {
+  readonly starts: number[] = [];
+  readonly positions: Int32Array[];
+  readonly rows: number;
+  readonly ids: number[];
+
+  constructor(readonly steps: SequenceStep[]) {
+    let rows = 0;
+    this.ids = [];
+    this.positions = steps.map((s) => {
+      this.starts.push(rows);
+      rows += s.ids.length;
+      for (let i = 0; i < s.ids.length; i++) this.ids.push(s.ids[i]);
+      return positionsFrom(s.cache.nextPosition, s.ids.length);
+    });
+    this.rows = rows;
+  }
+
+  /** All positions, in row order. */
+  allPositions(): Int32Array {
+    const out = new Int32Array(this.rows);
+    this.positions.forEach((p, s) => out.set(p, this.starts[s]));
+    return out;
+  }
+
+  /** Appends each sequence's keys/values to its cache and attends its queries over it. */
+  attend(
+    b: Backend,
+    layer: number,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    opts: { scale: number; window: number | null },
+  ): Tensor {
+    const parts = this.steps.map((s, i) => {
+      const one = this.steps.length === 1;
+      const [lo, hi] = [this.starts[i], this.starts[i] + s.ids.length];
+      const slice = (t: Tensor) => (one ? t : b.sliceRows(t, lo, hi));
+      const cache = s.cache.layers[layer];
+      b.appendKv(cache, slice(k), slice(v), this.positions[i]);
+      return b.attention(slice(q), cache, this.positions[i], { layer, ...opts, observer: s.observer });
+    });
+    return parts.length === 1 ? parts[0] : b.concatRows(parts);
+  }
+
+  /** Advances every cache past the tokens just run. */
+  advance(): void {
+    for (const s of this.steps) s.cache.nextPosition += s.ids.length;
+  }
+
+  /** Each sequence's logits: all its rows, or only its last. */
+  split(b: Backend, logits: Tensor, lastOnly: boolean): Tensor[] {
+    if (lastOnly) return this.steps.map((_, i) => b.sliceRows(logits, i, i + 1));
+    if (this.steps.length === 1) return [logits];
+    return this.steps.map((s, i) => b.sliceRows(logits, this.starts[i], this.starts[i] + s.ids.length));
+  }
+
+  /** The last row of each sequence (the rows that need logits before sampling). */
+  lastRows(b: Backend, x: Tensor): Tensor {
+    const rows = this.steps.map((s, i) => b.sliceRows(x, this.starts[i] + s.ids.length - 1, this.starts[i] + s.ids.length));
+    return rows.length === 1 ? rows[0] : b.concatRows(rows);
+  }
+}
