@@ -20,8 +20,12 @@ export interface AttentionBlock {
   cols: number;
 }
 
+/** Sees attention as it runs, so that presses never need a tokens × tokens matrix kept around. */
 export interface AttentionObserver {
-  observe(block: AttentionBlock): void;
+  /** Post-RoPE queries [rows × heads·headDim] about to attend at `positions` in `layer`. */
+  queries?(layer: number, q: Float32Array, positions: Int32Array): void;
+  /** Attention probabilities, block by block (computed only for observers that define this). */
+  observe?(block: AttentionBlock): void;
 }
 
 export interface AttentionOptions {

@@ -19,6 +19,8 @@ export class HeadStore {
   private keyData: Storage;
   private valueData: Storage;
   private positionData: Int32Array;
+  /** Per-entry statistics that presses accumulate (e.g. attention received), moved along on `keep`. */
+  private readonly statData = new Map<string, Float32Array>();
   length = 0;
 
   constructor(
@@ -39,9 +41,32 @@ export class HeadStore {
     return this.positionData.subarray(0, this.length);
   }
 
-  /** Bytes this head really holds (its allocated buffers, spare room included). */
+  /** Bytes this head really holds: keys, values and positions (allocated room included), plus press statistics. */
   bytes(): number {
-    return this.capacity * (2 * this.headDim * BYTES_PER_ELEMENT[this.dtype] + 4);
+    let stats = 0;
+    for (const s of this.statData.values()) stats += s.byteLength;
+    return this.capacity * (2 * this.headDim * BYTES_PER_ELEMENT[this.dtype] + 4) + stats;
+  }
+
+  /** A per-entry statistic by name (zero for entries added since it was created), `length` long. */
+  stat(name: string): Float32Array {
+    let s = this.statData.get(name);
+    if (!s) {
+      s = new Float32Array(this.capacity);
+      this.statData.set(name, s);
+    }
+    return s.subarray(0, this.length);
+  }
+
+  /** Deep copy (a compressed context can then answer several questions). */
+  clone(): HeadStore {
+    const copy = new HeadStore(this.headDim, this.dtype, 0);
+    copy.keyData = this.keyData.slice(0, this.length * this.headDim);
+    copy.valueData = this.valueData.slice(0, this.length * this.headDim);
+    copy.positionData = this.positionData.slice(0, this.length);
+    for (const [name, s] of this.statData) copy.statData.set(name, s.slice(0, this.length));
+    copy.length = this.length;
+    return copy;
   }
 
   /**
@@ -92,6 +117,7 @@ export class HeadStore {
       values.set(this.valueData.subarray(j * d, (j + 1) * d), i * d);
       positions[i] = this.positionData[j];
     }
+    for (const [name, s] of this.statData) this.statData.set(name, Float32Array.from(indices, (j) => s[j]));
     this.keyData = keys;
     this.valueData = values;
     this.positionData = positions;
@@ -121,6 +147,11 @@ export class HeadStore {
     keys.set(this.keyData.subarray(0, this.length * d));
     values.set(this.valueData.subarray(0, this.length * d));
     positions.set(this.positionData.subarray(0, this.length));
+    for (const [name, s] of this.statData) {
+      const grown = new Float32Array(capacity);
+      grown.set(s.subarray(0, this.length));
+      this.statData.set(name, grown);
+    }
     this.keyData = keys;
     this.valueData = values;
     this.positionData = positions;

@@ -13,10 +13,10 @@ export interface CacheShape {
 }
 
 export class LayerCache {
-  readonly heads: HeadStore[];
+  constructor(readonly heads: HeadStore[]) {}
 
-  constructor(numKvHeads: number, headDim: number, dtype: DType) {
-    this.heads = Array.from({ length: numKvHeads }, () => new HeadStore(headDim, dtype));
+  static empty(numKvHeads: number, headDim: number, dtype: DType): LayerCache {
+    return new LayerCache(Array.from({ length: numKvHeads }, () => new HeadStore(headDim, dtype)));
   }
 
   bytes(): number {
@@ -26,6 +26,10 @@ export class LayerCache {
   /** Largest number of entries any head holds. */
   maxLength(): number {
     return this.heads.reduce((m, h) => Math.max(m, h.length), 0);
+  }
+
+  clone(): LayerCache {
+    return new LayerCache(this.heads.map((h) => h.clone()));
   }
 }
 
@@ -37,8 +41,16 @@ export class KVCache {
   constructor(
     readonly shape: CacheShape,
     readonly dtype: DType = 'f32',
+    layers?: LayerCache[],
   ) {
-    this.layers = Array.from({ length: shape.numLayers }, () => new LayerCache(shape.numKvHeads, shape.headDim, dtype));
+    this.layers = layers ?? Array.from({ length: shape.numLayers }, () => LayerCache.empty(shape.numKvHeads, shape.headDim, dtype));
+  }
+
+  /** A deep copy: keep a compressed context and answer several questions from copies of it. */
+  clone(): KVCache {
+    const copy = new KVCache(this.shape, this.dtype, this.layers.map((l) => l.clone()));
+    copy.nextPosition = this.nextPosition;
+    return copy;
   }
 
   /** Exact bytes held by all layers and heads. */

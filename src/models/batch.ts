@@ -55,6 +55,7 @@ export class BatchLayout {
       const [lo, hi] = [this.starts[i], this.starts[i] + s.ids.length];
       const slice = (t: Tensor) => (one ? t : b.sliceRows(t, lo, hi));
       const cache = s.cache.layers[layer];
+      s.observer?.queries?.(layer, slice(q).f32, this.positions[i]);
       b.appendKv(cache, slice(k), slice(v), this.positions[i]);
       return b.attention(slice(q), cache, this.positions[i], { layer, ...opts, observer: s.observer });
     });

@@ -54,7 +54,7 @@ export function attention(
           softmaxInPlace(live);
         }
       }
-      opts.observer?.observe({
+      opts.observer?.observe?.({
         layer: opts.layer,
         kvHead: g,
         groupSize: group,

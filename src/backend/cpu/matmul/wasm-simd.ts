@@ -137,6 +137,7 @@ interface State {
   workers: import('node:worker_threads').Worker[];
   /** False once a worker has failed or exited: calls then stay on the calling thread. */
   alive: boolean;
+  failures: number;
   seq: number;
   scratch: Record<'ac' | 'b' | 'stage', { off: number; bytes: number }>;
   tick: number;
@@ -197,6 +198,7 @@ function init(): State | undefined {
       threads: workers.length + 1,
       workers,
       alive: true,
+      failures: 0,
       seq: 0,
       scratch: { ac: { off: -1, bytes: 0 }, b: { off: -1, bytes: 0 }, stage: { off: -1, bytes: 0 } },
       tick: 0,
@@ -222,7 +224,7 @@ function warmUp(s: State): void {
 /** Resolves once the worker threads are running (calls before that run on the calling thread alone). */
 export async function wasmSimdReady(): Promise<void> {
   const s = init();
-  if (!s) return;
+  if (!s || s.workers.length === 0) return; // (ctl is only valid for shared memory, which never detaches)
   // Polled on a timer: the workers are unref'd, so their 'online' event alone would not keep Node waiting.
   const start = Date.now();
   while (Atomics.load(s.ctl, C.READY) < s.workers.length && s.alive && Date.now() - start < 30_000) {
@@ -272,8 +274,8 @@ function sampleOf(b: Float32Array, len: number): Float32Array {
   return out;
 }
 
-function sameSample(x: Float32Array, y: Float32Array): boolean {
-  for (let i = 0; i < SAMPLES; i++) if (!Object.is(x[i], y[i])) return false;
+function matchesSample(sample: Float32Array, b: Float32Array, len: number): boolean {
+  for (let i = 0; i < SAMPLES; i++) if (!Object.is(sample[i], b[Math.floor(((len - 1) * i) / (SAMPLES - 1))])) return false;
   return true;
 }
 
@@ -337,9 +339,8 @@ function packedB(s: State, b: Float32Array, n: number, k: number, transB: boolea
     releaseWasmWeights(b);
     return packedB(s, b, n, k, transB, reuse);
   } else {
-    const sample = sampleOf(b, n * k);
-    if (!sameSample(e.sample, sample)) {
-      e.sample = sample;
+    if (!matchesSample(e.sample, b, n * k)) {
+      e.sample = sampleOf(b, n * k);
       packB(s, e.off, b, n, k, true);
     }
   }
@@ -391,7 +392,11 @@ function run(s: State, a: Float32Array, b: Float32Array, c: Float32Array, m: num
 
   const ready = s.alive && s.workers.length > 0 && Atomics.load(s.ctl, C.READY) === s.workers.length;
   if (parallel && ready && panels > 1 && m * n * k >= PARALLEL_MIN_WORK) {
-    runParallel(s, [pa, k * 4, pb, pc, ldc * 4, m, k, panels, 0, MC]);
+    if (!runParallel(s, [pa, k * 4, pb, pc, ldc * 4, m, k, panels, 0, MC])) {
+      // A worker trapped (e.g. it had not yet seen a memory grow): redo it all here; after 3 times stop using them.
+      if (++s.failures >= 3) s.alive = false;
+      s.gemm(pa, k * 4, pb, pc, ldc * 4, m, k, 0, panels, MC);
+    }
   } else {
     s.gemm(pa, k * 4, pb, pc, ldc * 4, m, k, 0, panels, MC);
   }
@@ -405,8 +410,11 @@ function run(s: State, a: Float32Array, b: Float32Array, c: Float32Array, m: num
   }
 }
 
-/** Publishes one job and works on it alongside the workers; chunks (panel ranges) are claimed by CAS on STATE. */
-function runParallel(s: State, args: number[]): void {
+/**
+ * Publishes one job and works on it alongside the workers; chunks (panel ranges) are claimed by CAS on STATE.
+ * False when a worker failed its chunk.
+ */
+function runParallel(s: State, args: number[]): boolean {
   const ctl = s.ctl;
   const panels = args[7]!;
   const per = Math.max(1, Math.ceil(panels / (s.threads * 6)));
@@ -435,5 +443,5 @@ function runParallel(s: State, args: number[]): void {
     Atomics.wait(ctl, C.DONE, done, 100);
     if (Date.now() - start > 60_000) throw new Error('matmul (wasm-simd): worker thread stopped responding');
   }
-  if (Atomics.exchange(ctl, C.ERR, 0)) throw new Error('matmul (wasm-simd): a worker thread failed');
+  return Atomics.exchange(ctl, C.ERR, 0) === 0;
 }

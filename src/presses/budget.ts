@@ -1,0 +1,21 @@
+/** Budgets: how many entries a head may keep, from a compression ratio (fraction removed) or a token count. */
+import { check } from '../errors.js';
+
+export type Budget = { ratio: number } | { tokens: number };
+
+export function validateBudget(budget: Budget): void {
+  if ('ratio' in budget) {
+    check(budget.ratio > 0 && budget.ratio < 1, `--ratio must be in (0, 1), the fraction of the cache removed; got ${budget.ratio}`);
+  } else {
+    check(Number.isInteger(budget.tokens) && budget.tokens > 0, `--budget must be a whole number of tokens > 0; got ${budget.tokens}`);
+  }
+}
+
+/**
+ * Entries a head keeps after `seen` tokens when it holds `length`: ⌊seen·(1 − ratio)⌋ (kvpress's
+ * int(k_len·(1 − ratio)) for a cache compressed once) or the token budget, never more than it holds.
+ */
+export function entriesToKeep(budget: Budget, seen: number, length: number): number {
+  const target = 'ratio' in budget ? Math.floor(seen * (1 - budget.ratio)) : budget.tokens;
+  return Math.max(0, Math.min(length, target));
+}

@@ -1,0 +1,103 @@
+/**
+ * When compression runs, and the one place budgets are computed. A CompressionSession follows one sequence:
+ * - during 'prefill' (as kvpress): once, when the whole prompt is in the cache;
+ * - during 'chunks': after every prefill chunk, so the cache never holds more than the budget plus one chunk;
+ * - while decoding, if asked: every `every` steps and whenever a head passes `maxSize`, back to the size the
+ *   prefill left (kvpress's DecodingPress keeps a fixed target size the same way; H2O evicts every step).
+ */
+import type { AttentionObserver } from '../backend/backend.js';
+import type { KVCache } from '../cache/kv-cache.js';
+import type { CausalLM } from '../models/model.js';
+import { type Budget, entriesToKeep, validateBudget } from './budget.js';
+import { PressRecorder } from './observe.js';
+import { type LayerView, type Press, topK } from './press.js';
+
+export interface CompressionPlan {
+  press: Press;
+  budget: Budget;
+  during?: 'prefill' | 'chunks';
+  decode?: { every?: number; maxSize?: number };
+}
+
+export interface CompressionStats {
+  /** Times the cache was compressed. */
+  compressions: number;
+  /** Entries removed over all layers and heads. */
+  dropped: number;
+}
+
+export class CompressionSession {
+  readonly observer: AttentionObserver;
+  readonly stats: CompressionStats = { compressions: 0, dropped: 0 };
+  private readonly recorder: PressRecorder;
+  /** Per layer, the entries per head the prefill left: the size decoding compression returns to. */
+  private decodeTargets?: number[];
+  private stepsSinceCompression = 0;
+
+  constructor(
+    readonly plan: CompressionPlan,
+    private readonly model: CausalLM,
+    private readonly cache: KVCache,
+  ) {
+    validateBudget(plan.budget);
+    const c = model.config;
+    this.recorder = new PressRecorder(cache, plan.press.needs, c.numHeads * c.headDim);
+    this.observer = this.recorder;
+  }
+
+  /** Call after each prefill chunk; `end` tokens of `total` are in. */
+  afterChunk(end: number, total: number): void {
+    if (this.plan.during === 'chunks' || end === total) this.compress((layer, length) => this.prefillKeep(length));
+    if (end === total) this.decodeTargets = this.cache.layers.map((l) => l.maxLength());
+  }
+
+  /** Call after each decoded token. */
+  afterDecodeStep(): void {
+    const decode = this.plan.decode;
+    if (!decode || !this.decodeTargets) return;
+    this.stepsSinceCompression++;
+    const due = decode.every !== undefined && this.stepsSinceCompression >= decode.every;
+    const over = decode.maxSize !== undefined && this.cache.layers.some((l) => l.maxLength() > decode.maxSize!);
+    if (!due && !over) return;
+    const targets = this.decodeTargets;
+    this.compress((layer, length) => Math.min(length, targets[layer]));
+    this.stepsSinceCompression = 0;
+  }
+
+  private prefillKeep(length: number): number {
+    return entriesToKeep(this.plan.budget, this.cache.nextPosition, length);
+  }
+
+  /** Compresses every layer whose heads hold more than `keepFor(layer)` allows. */
+  compress(keepFor: (layer: number, length: number) => number): void {
+    const { press } = this.plan;
+    const config = this.model.config;
+    let changed = false;
+    this.cache.layers.forEach((cache, layer) => {
+      const length = cache.maxLength();
+      const keep = keepFor(layer, length);
+      const view: LayerView = {
+        layer,
+        config,
+        backend: this.model.backend,
+        cache,
+        seen: this.cache.nextPosition,
+        keep,
+        ratio: 'ratio' in this.plan.budget && length === this.cache.nextPosition ? this.plan.budget.ratio : 1 - keep / length,
+        queries: this.recorder.window(layer),
+      };
+      const layerKeep = Math.min(length, press.layerKeep?.(view) ?? keep);
+      if (cache.heads.every((h) => h.length <= layerKeep) && !press.select) return;
+      view.keep = layerKeep;
+      const scores = press.score(view);
+      const kept = press.select ? press.select(view, scores) : scores.map((s) => topK(s, layerKeep));
+      cache.heads.forEach((head, h) => {
+        if (kept[h].length === head.length) return;
+        this.stats.dropped += head.length - kept[h].length;
+        head.keep(kept[h]);
+        changed = true;
+      });
+    });
+    if (changed) this.stats.compressions++;
+  }
+}
