@@ -14,7 +14,7 @@
 /// <reference types="node" />
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { Tokenizer, type Encoding } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { AttendError, check } from '../errors.js';
 
@@ -91,6 +91,8 @@ export class TextTokenizer {
     private readonly source: string,
     config: Record<string, unknown>,
     templates: Record<string, string>,
+    /** The file the chat templates came from, for messages. */
+    private readonly templateFile: string,
   ) {
     let max = -1;
     for (const id of tok.get_vocab(true).values()) if (id > max) max = id;
@@ -144,18 +146,20 @@ export class TextTokenizer {
     } catch (e) {
       throw new AttendError(`${file}: unsupported or malformed tokenizer (${e instanceof Error ? e.message : String(e)})`);
     }
-    return new TextTokenizer(tok, file, rawConfig, TextTokenizer.readTemplates(dir, rawConfig, configFile));
+    const [templates, templateFile] = TextTokenizer.readTemplates(dir, rawConfig, configFile);
+    return new TextTokenizer(tok, file, rawConfig, templates, templateFile);
   }
 
-  private static readTemplates(dir: string, config: Record<string, unknown>, configFile: string): Record<string, string> {
+  /** The named chat templates and the file they came from. */
+  private static readTemplates(dir: string, config: Record<string, unknown>, configFile: string): [Record<string, string>, string] {
     const jinja = join(dir, 'chat_template.jinja');
-    if (existsSync(jinja)) return { default: readFileSync(jinja, 'utf8') };
-    const fromValue = (v: unknown, file: string): Record<string, string> => {
-      if (v === undefined || v === null) return {};
-      if (typeof v === 'string') return { default: v };
+    if (existsSync(jinja)) return [{ default: readFileSync(jinja, 'utf8') }, jinja];
+    const fromValue = (v: unknown, file: string): [Record<string, string>, string] => {
+      if (v === undefined || v === null) return [{}, file];
+      if (typeof v === 'string') return [{ default: v }, file];
       check(Array.isArray(v) && v.every((t) => isObject(t) && typeof t.name === 'string' && typeof t.template === 'string'),
         `${file}: chat_template must be a string or a list of {name, template}`);
-      return Object.fromEntries((v as { name: string; template: string }[]).map((t) => [t.name, t.template]));
+      return [Object.fromEntries((v as { name: string; template: string }[]).map((t) => [t.name, t.template])), file];
     };
     if (config.chat_template !== undefined) return fromValue(config.chat_template, configFile);
     const json = join(dir, 'chat_template.json');
@@ -163,13 +167,14 @@ export class TextTokenizer {
       const v = readJson(json);
       return fromValue(isObject(v) ? v.chat_template : undefined, json);
     }
-    return {};
+    return [{}, dir];
   }
 
   /** Text to ids; `addSpecialTokens` (default true, as in transformers) applies the post-processor, e.g. a BOS. */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
-    const { ids, tokens } = this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true });
-    const bad = ids.findIndex((id) => id === undefined);
+    const { ids, tokens }: Encoding = this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true });
+    // Without an unk_token the library yields undefined for a piece it cannot map.
+    const bad = ids.findIndex((id: number | undefined) => id === undefined);
     check(bad < 0, () => `${this.source}: cannot encode piece ${JSON.stringify(tokens[bad])}: not in the vocabulary and there is no unk_token`);
     return ids;
   }
@@ -200,8 +205,8 @@ export class TextTokenizer {
     if (source === undefined) {
       const names = Object.keys(this.chatTemplates);
       throw new AttendError(names.length === 0
-        ? `${this.source}: the model has no chat template (looked in chat_template.jinja, tokenizer_config.json, chat_template.json)`
-        : `${this.source}: no chat template named '${name}' (have: ${names.join(', ')})`);
+        ? `${this.templateFile}: the model has no chat template (looked in chat_template.jinja, tokenizer_config.json, chat_template.json)`
+        : `${this.templateFile}: no chat template named '${name}' (have: ${names.join(', ')})`);
     }
     let template = this.compiled.get(name);
     try {
@@ -216,7 +221,7 @@ export class TextTokenizer {
       });
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      throw new AttendError(`${this.source}: chat template '${name}' failed: ${msg.replace(/\s*\n\s*/g, ' ')}`);
+      throw new AttendError(`${this.templateFile}: chat template '${name}' failed: ${msg.replace(/\s*\n\s*/g, ' ')}`);
     }
   }
 
@@ -231,14 +236,17 @@ export class TextTokenizer {
    * full text), and emits the new text up to any trailing U+FFFD: an incomplete UTF-8 character waits for its
    * remaining bytes. When the tokenizer cleans up spaces, text ending within 4 characters after a space waits
    * too, since a later " ." or " n't" would remove that space. The pushes plus flush concatenate to `decode(all)`.
+   *
+   * `prefix` (e.g. the prompt's ids) is context only: its text is not emitted, but the first pushed token decodes
+   * as it would after it. That matters for Metaspace tokenizers (Llama 2, Mistral), where a text's first "▁word"
+   * loses its space: without a prefix the stream starts "word", as `decode(generated)` does; with one, " word".
    */
-  streamDecoder(opts: { skipSpecialTokens?: boolean } = {}): StreamDecoder {
+  streamDecoder(opts: { skipSpecialTokens?: boolean; prefix?: readonly number[] } = {}): StreamDecoder {
     const skip = opts.skipSpecialTokens ?? false;
     const cleanUp = this.cleanUpSpaces;
     const raw = (ids: number[]) => this.decodeWith(ids, skip, false);
-    const ids: number[] = [];
-    let start = 0; // window start in ids
-    let seen = 0; // chars of raw(ids[start:]) already passed on
+    const ids: number[] = (opts.prefix ?? []).slice(-4); // the window: recent ids, the first few as context
+    let seen = raw(ids).replace(/\ufffd+$/, '').length; // chars of raw(ids) already passed on (or context)
     let pending = ''; // raw text held for clean-up
 
     const clean = (piece: string, final: boolean): string => {
@@ -259,20 +267,20 @@ export class TextTokenizer {
     return {
       push(id: number): string {
         ids.push(id);
-        const text = raw(ids.slice(start));
+        const text = raw(ids);
         let stable = text.length;
         while (stable > seen && text.charCodeAt(stable - 1) === 0xfffd) stable--;
         const piece = stable > seen ? text.slice(seen, stable) : '';
         seen = Math.max(seen, stable);
         // Slide the window once all of it is out, keeping a few ids of context.
-        if (stable === text.length && ids.length - start > 16) {
-          start = ids.length - 4;
-          seen = raw(ids.slice(start)).length;
+        if (stable === text.length && ids.length > 16) {
+          ids.splice(0, ids.length - 4);
+          seen = raw(ids).length;
         }
         return clean(piece, false);
       },
       flush(): string {
-        const text = raw(ids.slice(start));
+        const text = raw(ids);
         const piece = text.slice(seen);
         seen = text.length;
         return clean(piece, true);

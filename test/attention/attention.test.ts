@@ -22,7 +22,7 @@ function reference(q: Float32Array, keys: Float32Array[], values: Float32Array[]
 }
 
 function check(heads: number, kvHeads: number, d: number, tokens: number, window: number | null, dropEvery = 0) {
-  const layer = new LayerCache(kvHeads, d, 'f32');
+  const layer = LayerCache.empty(kvHeads, d, 'f32');
   const k = random(tokens * kvHeads * d, 1);
   const v = random(tokens * kvHeads * d, 2);
   const positions = Int32Array.from({ length: tokens }, (_, i) => i);

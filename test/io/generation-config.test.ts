@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { readGenerationConfig } from '../../src/io/generation-config.js';
 import { AttendError } from '../../src/errors.js';
 
@@ -53,4 +54,13 @@ test('invalid JSON, a non-object and wrong types fail naming the file', () => {
   for (const [text, pattern] of cases) {
     assert.throws(() => readGenerationConfig(withConfig(text)), (e: unknown) => e instanceof AttendError && pattern.test(e.message));
   }
+});
+
+test('transformers-written generation_config.json files (fixtures, when present)', (t) => {
+  const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'parity');
+  if (!fs.existsSync(path.join(fixtures, 'llama-mha', 'generation_config.json'))) return t.skip('no fixtures under test/fixtures/parity');
+  assert.deepEqual(readGenerationConfig(path.join(fixtures, 'llama-mha')), {
+    bosTokenId: 0, eosTokenIds: [1, 4], padTokenId: 2, doSample: true, repetitionPenalty: 1.1, temperature: 0.7, topK: 40, topP: 0.9,
+  });
+  if (fs.existsSync(path.join(fixtures, 'gpt2'))) assert.deepEqual(readGenerationConfig(path.join(fixtures, 'gpt2')), { bosTokenId: 0, eosTokenIds: [1], padTokenId: 2 });
 });

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SafetensorsArchive, writeSafetensors } from '../../src/io/safetensors.js';
 import { AttendError } from '../../src/errors.js';
 import { narrow } from '../../src/tensor/dtype.js';
@@ -242,4 +243,36 @@ describe('corrupt files', () => {
     assert.equal(st.dataBytes, 0);
     st.close();
   });
+});
+
+// transformers-written checkpoints (another helper's fixtures), when present: every tensor reads at its shape.
+const parityRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'parity');
+const parityDirs = fs.existsSync(parityRoot)
+  ? fs.readdirSync(parityRoot).map((d) => path.join(parityRoot, d)).filter((d) => fs.existsSync(path.join(d, 'config.json')))
+  : [];
+
+describe('transformers-written fixtures', { skip: parityDirs.length === 0 ? 'no fixtures under test/fixtures/parity' : false }, () => {
+  for (const d of parityDirs) {
+    test(path.basename(d), () => {
+      const st = SafetensorsArchive.open(d);
+      const index = path.join(d, 'model.safetensors.index.json');
+      if (fs.existsSync(index) && !fs.existsSync(path.join(d, 'model.safetensors'))) {
+        const map = JSON.parse(fs.readFileSync(index, 'utf8')).weight_map;
+        assert.deepEqual(st.names().sort(), Object.keys(map).sort());
+      }
+      let bytes = 0;
+      for (const name of st.names()) {
+        const e = st.entry(name);
+        const values = st.readF32(name);
+        assert.equal(values.length, e.shape.reduce((a, b) => a * b, 1), name);
+        assert.ok(values.every(Number.isFinite), `${name} has non-finite values`);
+        bytes += e.end - e.begin;
+      }
+      assert.equal(st.dataBytes, bytes);
+      const vocab = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8')).vocab_size;
+      const embed = st.names().find((n) => /embed_tokens\.weight$|wte\.weight$/.test(n));
+      if (embed && typeof vocab === 'number') assert.equal(st.entry(embed).shape[0], vocab);
+      st.close();
+    });
+  }
 });

@@ -204,7 +204,7 @@ describe('byte-level BPE', () => {
 
   test('stream decoder on random ids (including invalid byte sequences) matches decode', () => {
     let seed = 7;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x80000000);
     for (let trial = 0; trial < 20; trial++) {
       const ids = Array.from({ length: 80 }, () => Math.floor(rand() * 306));
       assert.equal(streamAll(tok, ids, false, false), tok.decode(ids));
@@ -227,7 +227,7 @@ describe('byte-level BPE', () => {
 
   test('raise_exception in a template becomes a one-line AttendError', () => {
     assert.throws(() => tok.applyChatTemplate([{ role: 'system', content: 'x' }]), (e: unknown) =>
-      e instanceof AttendError && /tokenizer\.json: chat template 'default' failed: .*System role not supported/.test(e.message) && !e.message.includes('\n'));
+      e instanceof AttendError && /tokenizer_config\.json: chat template 'default' failed: .*System role not supported/.test(e.message) && !e.message.includes('\n'));
   });
 
   test('extra variables and tools reach the template', () => {
@@ -264,6 +264,7 @@ describe('chat template sources', () => {
     const t = TextTokenizer.load(modelDir({ ...base(), 'tokenizer_config.json': { chat_template: 'config' }, 'chat_template.jinja': 'file {{ messages | length }}\n' }));
     // As in Python's jinja (keep_trailing_newline=False), one trailing newline is dropped.
     assert.equal(t.applyChatTemplate([{ role: 'user', content: 'x' }]), 'file 1');
+    assert.throws(() => t.applyChatTemplate([], { templateName: 'nope' }), /chat_template\.jinja: no chat template named 'nope'/);
     const j = TextTokenizer.load(modelDir({ ...base(), 'chat_template.json': { chat_template: 'json' } }));
     assert.equal(j.chatTemplate, 'json');
   });
@@ -318,6 +319,16 @@ describe('metaspace BPE with byte fallback and clean-up', () => {
     assert.equal(tok.decode(ids), '<s> Hello world.');
   });
 
+  test('a stream prefix gives the first token its leading space', () => {
+    const prompt = tok.encode('Hello');
+    const generated = tok.encode(' world', { addSpecialTokens: false }).slice(1); // drop the prepended lone ▁
+    assert.deepEqual(generated.map((i) => tok.idToToken(i)), ['▁world']);
+    assert.equal(streamAll(tok, generated), 'world');
+    assert.equal(tok.decode(generated), 'world');
+    const s = tok.streamDecoder({ prefix: prompt });
+    assert.equal(generated.map((id) => s.push(id)).join('') + s.flush(), ' world');
+  });
+
   test('stream decoder matches decode through clean-up and byte fallback', () => {
     const texts = ["Hello world . it 's don 't é😀 n't , !", 'a . b ? c ! d , e \' f', '😀 . 😀', ' . . . '];
     for (const text of texts) {
@@ -326,7 +337,7 @@ describe('metaspace BPE with byte fallback and clean-up', () => {
       assert.equal(streamAll(tok, ids, true), tok.decode(ids, { skipSpecialTokens: true }));
     }
     let seed = 3;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x80000000);
     const pool = [...Array(tok.vocabSize).keys()];
     for (let trial = 0; trial < 30; trial++) {
       const ids = Array.from({ length: 60 }, () => pool[Math.floor(rand() * pool.length)]);
@@ -346,15 +357,30 @@ describe('parity with transformers fixtures', { skip: parityDirs.length === 0 ? 
     test(path.basename(dir), () => {
       const ref = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8'));
       const tok = TextTokenizer.load(dir);
+      const vocabSize = ref.config?.vocab_size;
+      if (typeof vocabSize === 'number') assert.equal(tok.vocabSize, vocabSize, 'vocabSize');
+      for (const [token, id] of Object.entries(ref.special_tokens ?? {})) assert.equal(tok.tokenToId(token), id, `id of ${token}`);
       if (ref.text) {
-        assert.deepEqual(tok.encode(ref.text.prompt), ref.text.ids, 'encode(prompt)');
-        if (ref.text.decoded !== undefined) assert.equal(tok.decode(ref.text.ids), ref.text.decoded, 'decode(ids)');
-        assert.equal(streamAll(tok, ref.text.ids), tok.decode(ref.text.ids), 'stream');
+        const t = ref.text;
+        assert.deepEqual(tok.encode(t.prompt), t.ids, 'encode(prompt)');
+        if (t.ids_no_special_tokens) assert.deepEqual(tok.encode(t.prompt, { addSpecialTokens: false }), t.ids_no_special_tokens, 'encode(prompt, no special)');
+        if (t.bos_added_by_post_processor !== undefined) assert.equal(t.ids[0] === tok.bosTokenId, t.bos_added_by_post_processor, 'BOS added');
+        assert.equal(tok.decode(t.ids), t.decoded, 'decode(ids)');
+        if (t.decoded_skip_special_tokens !== undefined) assert.equal(tok.decode(t.ids, { skipSpecialTokens: true }), t.decoded_skip_special_tokens, 'decode(ids, skip)');
+        assert.equal(streamAll(tok, t.ids), t.decoded, 'stream');
+        assert.equal(streamAll(tok, t.ids, true), tok.decode(t.ids, { skipSpecialTokens: true }), 'stream, skip');
       }
       if (ref.chat) {
-        const rendered = tok.applyChatTemplate(ref.chat.messages, { addGenerationPrompt: ref.chat.add_generation_prompt ?? true });
-        assert.equal(rendered, ref.chat.rendered, 'chat template');
-        assert.deepEqual(tok.encodeChat(ref.chat.messages, { addGenerationPrompt: ref.chat.add_generation_prompt ?? true }), ref.chat.ids, 'encodeChat');
+        const c = ref.chat;
+        const addGenerationPrompt = c.add_generation_prompt ?? true;
+        assert.equal(tok.applyChatTemplate(c.messages, { addGenerationPrompt }), c.rendered, 'chat template');
+        if (c.rendered_without_generation_prompt !== undefined) {
+          assert.equal(tok.applyChatTemplate(c.messages, { addGenerationPrompt: false }), c.rendered_without_generation_prompt, 'chat template without generation prompt');
+        }
+        assert.deepEqual(tok.encodeChat(c.messages, { addGenerationPrompt }), c.ids, 'encodeChat');
+        if (c.apply_chat_template_tokenize_ids) assert.deepEqual(tok.encodeChat(c.messages, { addGenerationPrompt }), c.apply_chat_template_tokenize_ids, 'apply_chat_template(tokenize=True)');
+      } else {
+        assert.equal(tok.chatTemplate, undefined, 'no chat template');
       }
     });
   }
