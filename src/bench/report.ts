@@ -41,6 +41,7 @@ export interface BenchSection {
 const fmt = (x: number | undefined, digits: number) => (x === undefined ? '' : x.toFixed(digits));
 
 function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return '';
   return ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(2) : ms.toPrecision(3);
 }
 

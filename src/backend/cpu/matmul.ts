@@ -14,8 +14,9 @@ export type MatmulPath = 'openblas' | 'wasm-simd' | 'js';
 
 export interface MatmulOptions {
   /**
-   * B holds the same values on every call with this buffer region, as weights do (default true). Only the wasm-simd
-   * path uses it: it caches a packed copy of B; pass false for data that changes between calls (e.g. a KV cache).
+   * B holds the same values on every call with this Float32Array object, as weights do (default true). Only the
+   * wasm-simd path uses it: from the second call it caches a packed copy of B. Pass false when the same array's
+   * contents change between calls (fresh views, like a KV cache's subarray per call, are never cached anyway).
    */
   reuseB?: boolean;
 }
@@ -110,7 +111,7 @@ export async function matmulReady(): Promise<void> {
   if (current().name === 'wasm-simd') await wasmSimdReady();
 }
 
-/** Drops cached copies of weights `b` (wasm-simd only; they are also dropped when `b`'s buffer is collected). */
+/** Drops the cached copy of weights `b` (wasm-simd only; it is also dropped when `b` is garbage-collected). */
 export function releaseMatmulWeights(b: Float32Array): void {
   releaseWasmWeights(b);
 }

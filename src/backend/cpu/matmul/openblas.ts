@@ -1,6 +1,6 @@
 /**
  * The accelerated path: OpenBLAS's cblas_sgemm / cblas_sgemv called through koffi. Typed arrays (views with a
- * byteOffset included) are passed as pointers without copying; one call costs about 0.3 µs of FFI overhead.
+ * byteOffset included) are passed as pointers without copying; one call costs about 0.2 µs of FFI overhead.
  * The library is loaded lazily and its thread pool set to the core count (ATTEND_MATMUL_THREADS, else
  * OPENBLAS_NUM_THREADS when set, else all cores).
  */
