@@ -115,7 +115,13 @@ def sources_summary():
 
 
 def write_cards(mdir, ddir, res):
+    import data as D
     run = res["run"]
+    roles = run.get("train", {}).get("target_tokens_by_role") or {}
+    rsum = max(1, sum(roles.values())) if roles else 1
+    role_txt = (f" Over the run, {100*roles['plain_lm']/rsum:.0f}% of the target tokens were plain-text LM targets, "
+                f"{100*roles['answer']/rsum:.2f}% answer targets ({roles['answer']/1e6:.2f} M tokens) and "
+                f"{100*roles['none']/rsum:.0f}% carried no loss.") if roles else ""
     lengths = [int(x) for x in run["args"]["eval_lengths"].split(",")]
     for name, d in (("main", mdir), ("draft", ddir)):
         if not os.path.isdir(d) or not os.path.exists(os.path.join(d, "config.json")):
@@ -155,14 +161,14 @@ def write_cards(mdir, ddir, res):
               "sequence of single-digit tokens, so copying a 7-digit value or a UUID is a fixed token-by-token copy and "
               "number formats do not fragment differently by context. Special tokens: `<|endoftext|>` (BOS/EOS/PAD, id 0), "
               "`<|user|>`, `<|assistant|>`, `<|system|>`. Encoding adds `<|endoftext|>` at the start. Chat template: "
-              "`<|user|>\\n{content}\\n<|assistant|>\\n{answer}<|endoftext|>` (10% of the training task samples use it).", "",
+              "`<|user|>\\n{content}\\n<|assistant|>\\n{answer}<|endoftext|>` (" + f"{100*D.P_CHAT:.0f}" + "% of the training task samples use it).", "",
               "## Training data", "", sources_summary(), "",
-              "Mixture (per row of the batch): 25% plain text windows; 75% packed synthetic task samples "
+              f"Mixture (per row of the batch): {100*D.P_PLAIN:.0f}% plain text windows; {100*(1-D.P_PLAIN):.0f}% packed synthetic task samples "
               "(passkey, single / multi-key / dense multi-key / multi-value / multi-query needles, variable tracking, "
               "frequent words, key-value retrieval; haystacks from the training documents or repetitive noise), the row's "
               "remainder filled with plain text. Loss: mean cross entropy over plain-text tokens + mean cross entropy over "
               "the answer tokens of task samples (including the closing `<|endoftext|>`); prompt / haystack / question "
-              "tokens of task samples carry no loss, so the retrieval signal is not drowned by haystack text.", "",
+              "tokens of task samples carry no loss, so the retrieval signal is not drowned by haystack text." + role_txt, "",
               "## Training", "",
               f"- hardware: 1× {run.get('gpu', 'GPU')}, PyTorch {run.get('torch')}, bf16 autocast, fused AdamW "
               f"(β = 0.9/0.95, weight decay {run['args']['wd']}), grad clip 1.0, seed {run['args']['seed']}",

@@ -31,7 +31,7 @@ import tasks  # noqa: E402
 SPECIALS = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"]
 EOT_ID = 0
 
-P_PLAIN = 0.25
+P_PLAIN = 0.15
 P_CHAT = 0.10
 # sample-count mixture of training tasks
 MIX = {
@@ -132,7 +132,6 @@ class RowBuilder:
         self.plain = np.load(train_tokens, mmap_mode="r")
         self.corpus = tasks.Corpus(tasks.Corpus.load_jsonl_xz(train_docs))
         self.seed = seed
-        self.cpt = {t: 3.2 for t in tasks.TASKS}  # chars per token, running estimate per task
         self.names = list(MIX)
         self.weights = [MIX[n] for n in self.names]
 
@@ -159,7 +158,7 @@ class RowBuilder:
                 prompt, answer = s.prompt, s.answer
             p, a = self.enc(prompt), self.enc(answer)
             n = len(p) + len(a) + 2
-            self.cpt[name] = 0.8 * self.cpt[name] + 0.2 * (len(s.text) / max(1, len(p) + len(a)))
+            self.cpt[name] = 0.5 * self.cpt[name] + 0.5 * (len(s.text) / max(1, len(p) + len(a)))
             if n <= max_tokens:
                 ids = np.array([EOT_ID] + p + a + [EOT_ID], dtype=np.int32)
                 roles = np.zeros(n, dtype=np.uint8)
@@ -175,14 +174,14 @@ class RowBuilder:
         first = True
         while L - used >= MIN_TASK_TOKENS:
             rem = L - used
-            frac = max(0.05, rng.random() ** (0.6 if first else 1.0))
+            frac = max(0.05, rng.random() ** 0.5) if first else rng.uniform(0.3, 1.0)
             target = max(MIN_TASK_TOKENS, int(rem * frac))
             r = self.task_sample(rng, rem, target)
             first = False
             if r is None:
                 break
             ids_parts.append(r[0]); role_parts.append(r[1]); used += len(r[0])
-            if rng.random() < 0.25:
+            if rng.random() < 0.1:
                 break
         if used < L:
             ids_parts.append(self.plain_span(rng, L - used)); role_parts.append(np.ones(L - used, dtype=np.uint8))
@@ -190,6 +189,8 @@ class RowBuilder:
 
     def batch(self, step, seq_len, rows):
         rng = random.Random(f"{self.seed}|{step}|{seq_len}|{rows}")
+        # chars-per-token estimates, adapted within the batch only (keeps batches deterministic)
+        self.cpt = {t: (1.3 if t == "kv" else 3.5) for t in tasks.TASKS}
         L = seq_len + 1
         toks = np.empty((rows, L), dtype=np.int32)
         roles = np.empty((rows, L), dtype=np.uint8)
@@ -252,18 +253,18 @@ class Loader:
         return t, r
 
     def close(self):
-        for _ in self.procs:
-            self.req.put(None)
+        # workers are stateless and may be blocked on a full result queue: stop them right away
         for p in self.procs:
-            p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
+        for p in self.procs:
+            p.join(timeout=2)
 
 
 # ----------------------------------------------------------------------------------------------
 # Held-out evaluation instances
 # ----------------------------------------------------------------------------------------------
-HAYSTACK_SOURCES = ("brown", "bible", "devil")  # prose haystacks for evaluation (like RULER's essays)
+HAYSTACK_SOURCES = tasks.EVAL_HAYSTACK_SOURCES  # prose haystacks for evaluation (like RULER's essays)
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEPTH_TASKS = ("passkey", "niah_single")
 
@@ -300,6 +301,13 @@ def _eval_init(tokenizer_json, heldout_docs):
 
 
 def _eval_build(spec):
+    try:
+        return _eval_build1(spec)
+    except Exception as e:  # keep the evaluation going; the failure is reported in eval.json
+        return dict(spec, error=repr(e))
+
+
+def _eval_build1(spec):
     tok = _EV["tok"]
     count = lambda t: len(tok.encode(t, add_special_tokens=False).ids)
     s = tasks.fit_length(spec["task"], "heldout", spec["seed"], spec["length"], count, _EV["corpus"],
@@ -309,7 +317,7 @@ def _eval_build(spec):
     joint = tok.encode(s.prompt + s.answer, add_special_tokens=False).ids
     out = dict(spec)
     out.update(prompt_ids=p, answer_ids=a, answer=s.answer, values=s.values, tokens=len(p) + len(a) + 2,
-               nchars=len(s.text), boundary_ok=(joint == p + a))
+               nchars=s.info["nchars"], text_chars=len(s.text), boundary_ok=(joint == p + a))
     return out
 
 

@@ -207,12 +207,10 @@ def export_hf(model: LlamaLM, out_dir: str, max_shard_size="15MB"):
     from transformers import LlamaForCausalLM
     c = model.cfg
     cfg = hf_config(c)
-    cfg.torch_dtype = torch.bfloat16
-    if hasattr(cfg, "dtype"):
-        try:
-            cfg.dtype = torch.bfloat16
-        except Exception:
-            pass
+    try:
+        cfg.dtype = torch.bfloat16
+    except Exception:
+        cfg.torch_dtype = torch.bfloat16
     with torch.device("cpu"):
         hf = LlamaForCausalLM(cfg)
     sd = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items() if k != "inv_freq"}

@@ -439,8 +439,8 @@ def main():
     (ROOT / "data" / "split.json").write_text(json.dumps(split, indent=1) + "\n")
     tot = {k: sum(s[k] for s in stats.values()) for k in ("docs", "bytes", "heldout_docs", "heldout_bytes")}
     stats["_total"] = tot
-    stats["_files"] = {p: os.path.getsize(p) for p in map(str, [TD / "corpus/train.jsonl.xz", TD / "corpus/heldout.jsonl.xz",
-                                                                 ROOT / "data/heldout/heldout.jsonl.xz"])}
+    stats["_files"] = {str(p.relative_to(ROOT)): os.path.getsize(p) for p in [TD / "corpus/train.jsonl.xz", TD / "corpus/heldout.jsonl.xz",
+                                                                           ROOT / "data/heldout/heldout.jsonl.xz"]}
     (ROOT / "data" / "corpus_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
     print("total", tot, file=sys.stderr)
     for k, v in stats["_files"].items():

@@ -18,11 +18,11 @@ mkdir -p "$RUN_DIR" "$OUT"
 mode="${1:-}"; shift || true
 
 pack() {
-  # export/ -> result.tar.xz -> parts of 15 MiB
+  # export/ (laid out like the repository) -> result.tar.xz -> parts of 15 MiB
   cd "$RUN_DIR" || return 1
-  cp -f train.log export/train/train.log 2>/dev/null
+  cp -f train.log export/tools/train/run/train.log 2>/dev/null
   rm -rf parts result.tar.xz; mkdir -p parts
-  tar -C export -cf - . | xz -T0 -6 > result.tar.xz
+  tar -C export -cf - . | xz -T0 -6 --block-size=4MiB > result.tar.xz
   split -b 15M -d -a 2 result.tar.xz parts/result.tar.xz.part
   (cd parts && sha256sum result.tar.xz.part* > ../MANIFEST.txt)
   sha256sum result.tar.xz >> MANIFEST.txt
@@ -42,7 +42,7 @@ case "$mode" in
     if [ -f "$RUN_DIR/pid" ] && kill -0 "$(cat "$RUN_DIR/pid")" 2>/dev/null; then
       echo "already running (pid $(cat "$RUN_DIR/pid"))"; exit 0
     fi
-    rm -f "$RUN_DIR/DONE"
+    rm -rf "$RUN_DIR/DONE" "$RUN_DIR/MANIFEST.txt" "$RUN_DIR/parts" "$RUN_DIR/result.tar.xz" "$RUN_DIR/export"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     setsid nohup bash tools/train/run_gpu.sh _run "$@" > "$RUN_DIR/train.log" 2>&1 < /dev/null &
     echo $! > "$RUN_DIR/pid"
@@ -65,12 +65,13 @@ case "$mode" in
     ;;
   collect)
     first="${1:-0}"
+    if [ ! -f "$RUN_DIR/DONE" ]; then echo "run not finished yet (no $RUN_DIR/DONE): use wait first"; tail -3 "$RUN_DIR/train.log"; exit 1; fi
     if [ ! -f "$RUN_DIR/MANIFEST.txt" ]; then
-      if [ -d "$RUN_DIR/export" ]; then pack; else echo "nothing to collect"; exit 1; fi
+      if [ -d "$RUN_DIR/export" ]; then pack; else echo "nothing to collect"; tail -30 "$RUN_DIR/train.log"; exit 1; fi
     fi
     cp -f "$RUN_DIR/MANIFEST.txt" "$OUT/"
     cp -f "$RUN_DIR/train.log" "$OUT/" 2>/dev/null
-    cp -f "$RUN_DIR/export/train/eval.json" "$OUT/" 2>/dev/null
+    cp -f "$RUN_DIR/export/tools/train/run/eval.json" "$OUT/" 2>/dev/null
     i=0
     for p in "$RUN_DIR"/parts/result.tar.xz.part*; do
       idx=$((10#${p##*part}))
@@ -86,24 +87,38 @@ case "$mode" in
   smoke)
     # ~3 minutes: real data pipeline + tokenizer training, eager and compiled throughput of the real
     # model shapes, then a tiny end-to-end run (train, eval, export, transformers reload check).
-    S=/tmp/attend-smoke; rm -rf "$S"; mkdir -p "$S"
+    S=/tmp/attend-smoke; rm -rf "$S"; mkdir -p "$S/c"
     {
+      date +%T
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
       python3 -c "import torch, transformers, tokenizers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'tokenizers', tokenizers.__version__)"
-      echo "== A: tokenizer + eager throughput (mini + draft, 2K and 8K)"
-      timeout 75 python3 tools/train/train.py --out "$S/a" --bench 6 --compile 0 --workers 8 || echo "STAGE A FAILED"
-      TOKF="$S/a/tokenizer.json"
-      echo "== B: compiled throughput at 8K"
-      timeout 70 python3 tools/train/train.py --out "$S/b" --tokenizer "$TOKF" --bench 5 --compile 1 --short-seq-len 8192 --workers 8 || echo "STAGE B FAILED/TIMEOUT"
-      echo "== C: tiny end-to-end"
-      timeout 60 python3 tools/train/train.py --out "$S/c" --tokenizer "$TOKF" --preset tiny --seq-len 1024 --short-seq-len 512 \
-        --short-frac 0.3 --tokens-per-step 16384 --max-steps 40 --train-minutes 0.4 --warmup 10 --compile 0 --workers 4 \
-        --eval-lengths 512,1024 --eval-n-depth 1 --eval-n-other 2 --gen-budget-s 8 --ppl-max-windows 20 || echo "STAGE C FAILED"
+      ST="${SMOKE_STAGES:-ABC}"
+      if [[ $ST == *A* ]]; then
+        timeout 20 python3 tools/train/bench_attn.py || echo "ATTN BENCH FAILED"
+        echo "== A: tokenizer + eager throughput (mini + draft, 2K and 8K)  $(date +%T)"
+        timeout -s TERM 55 python3 tools/train/train.py --out "$S/r" --bench 6 --compile 0 --workers 8 --bench-tag bench_eager || echo "STAGE A FAILED/TIMEOUT"
+      fi
+      if [[ $ST == *B* ]]; then
+        echo "== B: compiled throughput at 8K  $(date +%T)"
+        timeout -s TERM 45 python3 tools/train/train.py --out "$S/r" --reuse-tokens 1 --bench 5 --compile 1 --short-seq-len 8192 \
+          --workers 8 --bench-tag bench_compiled || echo "STAGE B FAILED/TIMEOUT"
+      fi
+      if [[ $ST == *C* ]]; then
+        echo "== C: tiny end-to-end  $(date +%T)"
+        cp "$S/r/train_tokens.npy" "$S/r/heldout_tokens.npz" "$S/r/tokenizer.json" "$S/c/" 2>/dev/null
+        timeout -s TERM 70 python3 tools/train/train.py --out "$S/c" --reuse-tokens 1 --preset tiny \
+          --seq-len 1024 --short-seq-len 512 --short-frac 0.3 --tokens-per-step 16384 --max-steps 40 --train-minutes 0.4 \
+          --warmup 10 --compile 0 --workers 4 --eval-lengths 512,1024 --eval-n-depth 1 --eval-n-other 2 --gen-budget-s 6 \
+          --ppl-max-windows 20 --quick-eval-minutes 0.05 --ckpt-minutes 0.1 || echo "STAGE C FAILED"
+        ls -la "$S/c" "$S/c/export/models/attend-mini" "$S/c/export/models/attend-mini-draft"
+        (RUN_DIR="$S/c"; cd "$S/c" && tar -C export -cf - . | xz -T0 -6 | wc -c | xargs echo "packed export bytes:")
+      fi
+      date +%T
     } 2>&1 | tee "$OUT/smoke.log"
-    cp -f "$S/a/tokenizer.json" "$OUT/" 2>/dev/null
-    cp -f "$S/a/bench.json" "$OUT/bench_eager.json" 2>/dev/null
-    cp -f "$S/b/bench.json" "$OUT/bench_compiled.json" 2>/dev/null
-    cp -f "$S/c/export/train/eval.json" "$OUT/eval_tiny.json" 2>/dev/null
+    cp -f "$S/r/tokenizer.json" "$OUT/" 2>/dev/null
+    cp -f "$S/c/export/models/attend-mini/config.json" "$OUT/config_tiny.json" 2>/dev/null
+    cp -f "$S/r/bench_eager.json" "$S/r/bench_compiled.json" "$OUT/" 2>/dev/null
+    cp -f "$S/c/export/tools/train/run/eval.json" "$OUT/eval_tiny.json" 2>/dev/null
     cp -f "$S/c/export/models/attend-mini/README.md" "$OUT/card_tiny.md" 2>/dev/null
     cp -f "$S/c/export/models/attend-mini/loss.png" "$OUT/loss_tiny.png" 2>/dev/null
     ls -la "$OUT"

@@ -309,6 +309,9 @@ KV_TEMPLATES = {
     ],
 }
 
+# Sources of the held-out real-text haystacks used by the evaluation (prose, like RULER's essays).
+EVAL_HAYSTACK_SOURCES = ("brown", "bible", "devil")
+
 # ----------------------------------------------------------------------------------------------
 # Haystack from real documents
 # ----------------------------------------------------------------------------------------------
@@ -534,7 +537,8 @@ def gen_fwe(rng, split, corpus, nchars, *, variant=None, alpha=2.0, **_):
     tpl = _pick_template(rng, FWE_TEMPLATES, split, variant)
     n_words = max(30, nchars // 6)
     vocab: list[str] = []
-    while len(vocab) < 200:
+    n_vocab = max(8, min(200, n_words // 5))
+    while len(vocab) < n_vocab:
         w = coded_word(rng)
         if w not in vocab:
             vocab.append(w)
@@ -661,3 +665,27 @@ def score(sample: Sample, prediction: str) -> dict:
 
 def instance_id(task: str, split: str, seed: int) -> str:
     return hashlib.sha1(f"{task}|{split}|{seed}".encode()).hexdigest()[:12]
+
+
+if __name__ == "__main__":
+    import argparse
+    import os
+    import sys
+
+    ap = argparse.ArgumentParser(description="materialize held-out evaluation instances from their specs")
+    ap.add_argument("cmd", choices=["materialize"])
+    ap.add_argument("specs", help="data/heldout/eval_specs.jsonl")
+    ap.add_argument("out", help="output .jsonl with task, length, depth, prompt, answer")
+    ap.add_argument("--heldout", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "heldout", "heldout.jsonl.xz"))
+    args = ap.parse_args()
+    corpus = Corpus(Corpus.load_jsonl_xz(args.heldout), EVAL_HAYSTACK_SOURCES)
+    n = 0
+    with open(args.specs) as f, open(args.out, "w") as g:
+        for line in f:
+            sp = json.loads(line)
+            s = generate(sp["task"], "heldout", sp["seed"], sp["nchars"], corpus, sp["depth"], sp["variant"])
+            assert s.answer == sp["answer"], (sp, s.answer)
+            g.write(json.dumps(dict(task=sp["task"], length=sp["length"], depth=sp["depth"], prompt=s.prompt,
+                                    answer=s.answer, values=s.values)) + "\n")
+            n += 1
+    print(f"{n} instances written to {args.out}", file=sys.stderr)

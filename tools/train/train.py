@@ -51,7 +51,7 @@ def parse():
     ap.add_argument("--short-frac", type=float, default=0.25, help="fraction of progress trained at --short-seq-len")
     ap.add_argument("--tokens-per-step", type=int, default=131072)
     ap.add_argument("--draft-row-frac", type=float, default=0.5, help="fraction of each batch's rows the draft trains on")
-    ap.add_argument("--train-minutes", type=float, default=12.0)
+    ap.add_argument("--train-minutes", type=float, default=13.0)
     ap.add_argument("--total-steps", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=0, help="hard stop (smoke tests)")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -62,7 +62,7 @@ def parse():
     ap.add_argument("--wd", type=float, default=0.1)
     ap.add_argument("--ans-weight", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=8)
-    ap.add_argument("--compile", type=int, default=1)
+    ap.add_argument("--compile", type=int, default=0, help="torch.compile (compiling took > 35 s in the smoke test; eager is the default)")
     ap.add_argument("--gqa", choices=["native", "repeat"], default="native")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
@@ -77,6 +77,8 @@ def parse():
     ap.add_argument("--quick-eval-minutes", type=float, default=2.0)
     ap.add_argument("--bench", type=int, default=0, help="N>0: only measure throughput for N steps per config, then exit")
     ap.add_argument("--skip-eval", type=int, default=0)
+    ap.add_argument("--reuse-tokens", type=int, default=0, help="reuse train_tokens.npy / heldout_tokens.npz in --out")
+    ap.add_argument("--bench-tag", default="bench")
     return ap.parse_args()
 
 
@@ -185,11 +187,18 @@ def main():
     V = tok.get_vocab_size()
     assert V <= a.vocab, V
     t1 = time.time()
-    train_tokens = D.tokenize_docs(tok, train_docs)
-    np.save(os.path.join(a.out, "train_tokens.npy"), train_tokens)
-    held_by_src = {}
-    for src in sorted({d["source"] for d in held_docs}):
-        held_by_src[src] = D.tokenize_docs(tok, [d for d in held_docs if d["source"] == src])
+    tt_path, ht_path = os.path.join(a.out, "train_tokens.npy"), os.path.join(a.out, "heldout_tokens.npz")
+    if a.reuse_tokens and os.path.exists(tt_path) and os.path.exists(ht_path):
+        log("reusing tokenized corpus in", a.out)
+        train_tokens = np.load(tt_path)
+        held_by_src = dict(np.load(ht_path))
+    else:
+        train_tokens = D.tokenize_docs(tok, train_docs)
+        np.save(tt_path, train_tokens)
+        held_by_src = {}
+        for src in sorted({d["source"] for d in held_docs}):
+            held_by_src[src] = D.tokenize_docs(tok, [d for d in held_docs if d["source"] == src])
+        np.savez(ht_path, **held_by_src)
     held_tokens = np.concatenate([held_by_src[s] for s in sorted(held_by_src)])
     train_bytes = sum(len(d["text"].encode()) for d in train_docs)
     run["data"] = dict(train_tokens=int(len(train_tokens)), heldout_tokens=int(len(held_tokens)), train_bytes=train_bytes,
@@ -280,6 +289,7 @@ def main():
     tok_log = 0
     phases = run.setdefault("phases", [])
     ev_inst = None
+    role_tokens = torch.zeros(3, dtype=torch.long, device=dev)
     log(f"training: budget {a.train_minutes:.2f} min, {a.tokens_per_step} tokens/step")
     while True:
         elapsed = elapsed0 + time.time() - t_loop
@@ -290,7 +300,7 @@ def main():
         if not phases or phases[-1]["seq_len"] != L:
             phases.append(dict(seq_len=L, rows=rows, step=step, elapsed_s=elapsed))
             log(f"phase: seq_len={L} rows={rows} from step {step}")
-        for k in range(1, 4):
+        for k in range(1, 7):
             loader.ask(step + k, L, rows)
         toks, roles = loader.get(step, L, rows)
         t = torch.from_numpy(toks).to(dev, non_blocking=True).long()
@@ -301,6 +311,7 @@ def main():
             g["lr"] = lr
         s = train_step(fwd_main, opt, x, y, rr, a.ans_weight)
         acc = s if acc is None else acc + s
+        role_tokens = role_tokens + torch.bincount(rr.flatten().long(), minlength=3)
         if draft:
             dl = lr_at(a.draft_lr, step, p, a)
             for g in dopt.param_groups:
@@ -331,9 +342,10 @@ def main():
             n_acc = 0
             t_log, tok_log = time.time(), 0
         if ev_inst is None and ev_async is not None and ev_async.ready():
-            ev_inst = ev_async.get()
+            ev_inst, ev_err = split_errors(ev_async.get())
             ev_pool.close()
-            log(f"eval instances ready: {len(ev_inst)}")
+            run["eval_build_errors"] = ev_err
+            log(f"eval instances ready: {len(ev_inst)} ({len(ev_err)} failed to build)")
         if ev_inst is not None and time.time() - last_qe > a.quick_eval_minutes * 60:
             qe = quick_eval(model, ev_inst, dev)
             new = not os.path.exists(qe_path)
@@ -350,7 +362,9 @@ def main():
     train_s = elapsed0 + time.time() - t_loop
     fcsv.close()
     loader.close()
-    run["train"] = dict(steps=step, tokens=tokens_seen, seconds=train_s, tok_per_s=tokens_seen / max(train_s, 1e-9))
+    rt = role_tokens.tolist()
+    run["train"] = dict(steps=step, tokens=tokens_seen, seconds=train_s, tok_per_s=tokens_seen / max(train_s, 1e-9),
+                        target_tokens_by_role=dict(none=rt[0], plain_lm=rt[1], answer=rt[2]))
     log(f"training done: {step} steps, {tokens_seen/1e6:.1f}M tokens, {train_s/60:.2f} min")
     ckpt(a, model, opt, draft, dopt, step, train_s, hist, cfg, draft.cfg if draft else None)
     del opt, dopt
@@ -370,8 +384,14 @@ def ckpt(a, model, opt, draft, dopt, step, elapsed, hist, cfg, dcfg):
     log(f"checkpoint step {step} saved in {time.time()-t:.1f}s")
 
 
+def split_errors(instances):
+    ok = [i for i in instances if "error" not in i]
+    return ok, [i for i in instances if "error" in i][:20]
+
+
 def quick_eval(model, ev_inst, dev):
-    sel = [i for i in ev_inst if i["length"] >= 4096 and (i["task"] not in D.DEPTH_TASKS or i["depth"] in (0.0, 0.5, 1.0))]
+    top = sorted({i["length"] for i in ev_inst})[-2:]
+    sel = [i for i in ev_inst if i["length"] in top and (i["task"] not in D.DEPTH_TASKS or i["depth"] in (0.0, 0.5, 1.0))]
     byt = {}
     for i in sel:
         byt.setdefault((i["task"], i["length"]), []).append(i)
@@ -389,10 +409,12 @@ def quick_eval(model, ev_inst, dev):
 def finish(a, run, model, draft, tok, tok_path, held_by_src, train_tokens, ev_async, ev_pool, ev_inst, dev, t_start):
     import card
     t0 = time.time()
+    # export/ mirrors the repository layout: extract the packed result at the repository root
     outd = os.path.join(a.out, "export")
     mdir, ddir, tdir = (os.path.join(outd, "models", "attend-mini"), os.path.join(outd, "models", "attend-mini-draft"),
-                        os.path.join(outd, "train"))
-    for d in (mdir, ddir, tdir):
+                        os.path.join(outd, "tools", "train", "run"))
+    hdir = os.path.join(outd, "data", "heldout")
+    for d in (mdir, ddir, tdir, hdir):
         os.makedirs(d, exist_ok=True)
     model.eval()
     results = dict(run=run)
@@ -417,8 +439,9 @@ def finish(a, run, model, draft, tok, tok_path, held_by_src, train_tokens, ev_as
     # tasks
     if not a.skip_eval:
         if ev_inst is None:
-            ev_inst = ev_async.get()
+            ev_inst, ev_err = split_errors(ev_async.get())
             ev_pool.close()
+            run["eval_build_errors"] = ev_err
         results["eval_build"] = dict(instances=len(ev_inst), boundary_ok=float(np.mean([i["boundary_ok"] for i in ev_inst])))
         for name, m in (("main", model), ("draft", draft)):
             if m is None:
@@ -469,6 +492,10 @@ def finish(a, run, model, draft, tok, tok_path, held_by_src, train_tokens, ev_as
             for i in ev_inst:
                 j = {k: v for k, v in i.items() if k not in ("prompt_ids", "answer_ids")}
                 f.write(json.dumps(j) + "\n")
+        # the held-out evaluation set as regenerable specs (python3 tools/train/tasks.py materialize ...)
+        with open(os.path.join(hdir, "eval_specs.jsonl"), "w") as f:
+            for i in ev_inst:
+                f.write(json.dumps({k: i[k] for k in ("task", "length", "depth", "seed", "variant", "nchars", "tokens", "answer")}) + "\n")
     results["timings"] = dict(total_s=time.time() - t_start, eval_export_s=time.time() - t0)
     json.dump(results, open(os.path.join(tdir, "eval.json"), "w"), indent=1)
     for f in ("loss.csv", "quick_eval.csv"):
@@ -516,7 +543,7 @@ def bench(a, loader, model, fwd_main, opt, draft, fwd_draft, dopt, dev, run):
                       main_tok_per_s=rows * L / mn, mem_gb=torch.cuda.max_memory_allocated() / 1e9)
         log(f"BENCH L={L}: {json.dumps(res[L])}")
     loader.close()
-    json.dump(dict(run=run, bench=res), open(os.path.join(a.out, "bench.json"), "w"), indent=1)
+    json.dump(dict(run=run, bench=res), open(os.path.join(a.out, a.bench_tag + ".json"), "w"), indent=1)
 
 
 if __name__ == "__main__":
