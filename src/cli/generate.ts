@@ -5,8 +5,9 @@ import { AttendError } from '../errors.js';
 import { generateStream, type GenerateOptions } from '../generate/generate.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
 import { collect, defaultModel, parseCount, parseNumber } from './options.js';
+import { addPressFlags, kvDtypeFrom, planFrom, type PressFlags } from './press-flags.js';
 
-interface Flags {
+interface Flags extends PressFlags {
   model?: string;
   prompt?: string;
   promptFile?: string;
@@ -25,7 +26,7 @@ interface Flags {
 }
 
 export function registerGenerate(program: Command): void {
-  program
+  const command = program
     .command('generate')
     .description('generate text from a prompt, streaming it to stdout')
     .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
@@ -42,13 +43,15 @@ export function registerGenerate(program: Command): void {
     .option('--seed <n>', 'random seed (same seed, same output)', parseCount('--seed'))
     .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
     .option('--prefill-chunk <n>', 'prompt tokens per prefill step', parseCount('--prefill-chunk'))
-    .option('--stats', 'print timing to stderr at the end')
-    .action(async (flags: Flags) => {
+    .option('--stats', 'print timing to stderr at the end');
+  addPressFlags(command).action(async (flags: Flags) => {
+      const compression = planFrom(flags);
+      const kvDtype = kvDtypeFrom(flags);
       const fallback = defaultModel();
       if (!flags.model && fallback.note) process.stderr.write(`note: ${fallback.note}\n`);
       const lm = loadModel(flags.model ?? fallback.dir);
       const ids = promptIds(lm, flags);
-      const stream = generateStream(lm, ids, samplingFrom(lm, flags));
+      const stream = generateStream(lm, ids, { ...samplingFrom(lm, flags), compression, kvDtype });
       for (;;) {
         const step = await stream.next();
         if (step.done) {
@@ -58,7 +61,10 @@ export function registerGenerate(program: Command): void {
             const decodeRate = s.newTokens / (s.decodeMs / 1000);
             process.stderr.write(
               `prompt ${s.promptTokens} tokens in ${s.prefillMs.toFixed(0)} ms (${((s.promptTokens / s.prefillMs) * 1000).toFixed(1)} tok/s); ` +
-                `${s.newTokens} new tokens at ${decodeRate.toFixed(1)} tok/s; finish: ${s.finishReason}\n`,
+                `${s.newTokens} new tokens at ${decodeRate.toFixed(1)} tok/s; finish: ${s.finishReason}; ` +
+                `KV cache ${s.cacheBytes.toLocaleString('en')} bytes` +
+                (s.compression ? ` after ${s.compression.compressions} compressions (${s.compression.dropped} entries dropped)` : '') +
+                '\n',
             );
           }
           return;

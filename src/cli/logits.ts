@@ -1,32 +1,60 @@
 /**
- * `attend logits`: the logits of every position of an id sequence, computed in f32, written as little-endian
- * float32 [tokens × vocab]: the file users compare against other engines.
+ * `attend logits`: logits computed in f32, written as little-endian float32 [rows × vocab], the file users compare
+ * against other engines. With --ids only: one row per position. With --question-ids too: the context (--ids) is
+ * prefilled and, with --press, compressed query-agnostically; then the question runs on that cache at its original
+ * positions and one row per question token is written. Without --press that equals one pass over context + question.
  */
 import type { Command } from 'commander';
-import { newCache } from '../models/model.js';
-import { loadModel } from '../models/load.js';
-import { writeFileAtomic } from '../io/files.js';
 import { check } from '../errors.js';
-import { contextLength } from '../models/model.js';
-import { defaultModel, parseCount, parseIds } from './options.js';
 import { allLogits } from '../generate/logits.js';
+import { prefill } from '../generate/prefill.js';
+import { writeFileAtomic } from '../io/files.js';
+import { loadModel } from '../models/load.js';
+import { contextLength, newCache } from '../models/model.js';
+import { CompressionSession } from '../presses/runner.js';
+import { defaultModel, parseCount, parseIds } from './options.js';
+import { addPressFlags, kvDtypeFrom, planFrom, type PressFlags } from './press-flags.js';
+
+interface Flags extends PressFlags {
+  model?: string;
+  ids: number[];
+  questionIds?: number[];
+  out: string;
+  prefillChunk?: number;
+}
 
 export function registerLogits(program: Command): void {
-  program
+  const command = program
     .command('logits')
-    .description('write the f32 logits of every position as little-endian float32 [tokens × vocab]')
+    .description('write f32 logits as little-endian float32 [rows × vocab]')
     .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
-    .requiredOption('--ids <list>', 'comma-separated token ids', parseIds('--ids'))
+    .requiredOption('--ids <list>', 'comma-separated token ids (the context, with --question-ids)', parseIds('--ids'))
+    .option('--question-ids <list>', 'ids run after the (compressed) context; one row per question token', parseIds('--question-ids'))
     .requiredOption('--out <file>', 'output file')
-    .option('--prefill-chunk <n>', 'tokens per forward step', parseCount('--prefill-chunk'))
-    .action((flags: { model?: string; ids: number[]; out: string; prefillChunk?: number }) => {
-      const lm = loadModel(flags.model ?? defaultModel().dir);
-      const { vocabSize } = lm.config;
-      for (const id of flags.ids) check(id < vocabSize, `--ids: token id ${id} is outside the vocabulary (0…${vocabSize - 1})`);
-      const context = contextLength(lm.config);
-      check(flags.ids.length <= context, `--ids: ${flags.ids.length} tokens, more than the model's context of ${context}`);
-      const logits = allLogits(lm.model, newCache(lm.config), flags.ids, flags.prefillChunk);
-      writeFileAtomic(flags.out, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
-      process.stderr.write(`wrote ${flags.ids.length} × ${vocabSize} float32 logits to ${flags.out}\n`);
-    });
+    .option('--prefill-chunk <n>', 'tokens per forward step', parseCount('--prefill-chunk'));
+  addPressFlags(command).action((flags: Flags) => {
+    const plan = planFrom(flags);
+    check(!plan || flags.questionIds, '--press needs --question-ids: the context is compressed, then the question runs on it');
+    const lm = loadModel(flags.model ?? defaultModel().dir);
+    const { vocabSize } = lm.config;
+    const all = [...flags.ids, ...(flags.questionIds ?? [])];
+    for (const id of all) check(id < vocabSize, `--ids: token id ${id} is outside the vocabulary (0…${vocabSize - 1})`);
+    const context = contextLength(lm.config);
+    check(all.length <= context, `--ids: ${all.length} tokens, more than the model's context of ${context}`);
+    const cache = newCache(lm.config, kvDtypeFrom(flags));
+    let logits: Float32Array;
+    if (!flags.questionIds) {
+      logits = allLogits(lm.model, cache, flags.ids, flags.prefillChunk);
+    } else {
+      const session = plan && new CompressionSession(plan, lm.model, cache);
+      prefill(lm.model, cache, flags.ids, {
+        chunkSize: flags.prefillChunk,
+        observer: session?.observer,
+        afterChunk: (_, end) => session?.afterChunk(end, flags.ids.length),
+      });
+      logits = lm.model.forward(flags.questionIds, cache).f32;
+    }
+    writeFileAtomic(flags.out, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
+    process.stderr.write(`wrote ${logits.length / vocabSize} × ${vocabSize} float32 logits to ${flags.out}; KV cache ${cache.bytes().toLocaleString('en')} bytes\n`);
+  });
 }

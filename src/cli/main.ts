@@ -5,6 +5,7 @@ import { AttendError } from '../errors.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerLogits } from './logits.js';
+import { registerPresses } from './presses.js';
 import { registerStart } from './start.js';
 
 const program = new Command('attend')
@@ -16,6 +17,7 @@ const program = new Command('attend')
 registerGenerate(program);
 registerLogits(program);
 registerInfo(program);
+registerPresses(program);
 registerStart(program);
 for (const command of program.commands) command.exitOverride();
 

@@ -4,6 +4,8 @@
  */
 import { check } from '../errors.js';
 import type { KVCache } from '../cache/kv-cache.js';
+import type { DType } from '../tensor/dtype.js';
+import { type CompressionPlan, CompressionSession, type CompressionStats } from '../presses/runner.js';
 import type { LoadedModel } from '../models/load.js';
 import { contextLength, newCache } from '../models/model.js';
 import { prefill, type PrefillOptions } from './prefill.js';
@@ -19,6 +21,10 @@ export interface GenerateOptions extends SamplingOptions {
   prefillChunk?: number;
   /** Start from this cache (e.g. a compressed context) instead of a new one. */
   cache?: KVCache;
+  /** Storage dtype of a new cache. */
+  kvDtype?: DType;
+  /** Compress the KV cache with a press (see presses/runner.ts for when it runs). */
+  compression?: CompressionPlan;
   afterPrefillChunk?: PrefillOptions['afterChunk'];
 }
 
@@ -34,6 +40,9 @@ export interface GenerationStats {
   prefillMs: number;
   decodeMs: number;
   finishReason: 'eos' | 'stop' | 'length' | 'context';
+  /** Bytes the cache holds at the end. */
+  cacheBytes: number;
+  compression?: CompressionStats;
 }
 
 export interface GenerationResult extends GenerationStats {
@@ -56,7 +65,7 @@ export async function* generateStream(
   for (const id of promptIds) {
     check(Number.isInteger(id) && id >= 0 && id < vocab, `token id ${id} is outside the vocabulary (0…${vocab - 1})`);
   }
-  const cache = opts.cache ?? newCache(config);
+  const cache = opts.cache ?? newCache(config, opts.kvDtype);
   check(
     cache.nextPosition + promptIds.length <= context,
     () => `the prompt has ${cache.nextPosition + promptIds.length} tokens, more than the model's context of ${context}`,
@@ -69,8 +78,16 @@ export async function* generateStream(
   const decoder = tokenizer.streamDecoder({ skipSpecialTokens: true });
   const history = [...promptIds];
 
+  const session = opts.compression ? new CompressionSession(opts.compression, model, cache) : undefined;
   const t0 = performance.now();
-  let logits = prefill(model, cache, promptIds, { chunkSize: opts.prefillChunk, afterChunk: opts.afterPrefillChunk });
+  let logits = prefill(model, cache, promptIds, {
+    chunkSize: opts.prefillChunk,
+    observer: session?.observer,
+    afterChunk: (c, end) => {
+      session?.afterChunk(end, promptIds.length);
+      opts.afterPrefillChunk?.(c, end);
+    },
+  });
   const prefillMs = performance.now() - t0;
   const t1 = performance.now();
   let newTokens = 0;
@@ -94,11 +111,21 @@ export async function* generateStream(
       finishReason = 'context';
       break;
     }
-    logits = model.forward([token], cache, { lastOnly: true }).f32;
+    logits = model.forward([token], cache, { lastOnly: true, observer: session?.observer }).f32;
+    session?.afterDecodeStep();
   }
   const tail = stops.push(decoder.flush()) + stops.flush();
   if (tail) yield { token: -1, text: tail };
-  return { promptTokens: promptIds.length, newTokens, prefillMs, decodeMs: performance.now() - t1, finishReason, cache };
+  return {
+    promptTokens: promptIds.length,
+    newTokens,
+    prefillMs,
+    decodeMs: performance.now() - t1,
+    finishReason,
+    cache,
+    cacheBytes: cache.bytes(),
+    compression: session?.stats,
+  };
 }
 
 export async function generate(lm: LoadedModel, promptIds: number[], opts: GenerateOptions = {}): Promise<GenerationResult> {

@@ -4,8 +4,8 @@
  * how large the budget is are decided in one place, runner.ts; what attention a press needs is declared in
  * `needs` and recorded while the model runs (observe.ts), so no tokens × tokens matrix is ever kept.
  */
-import type { Backend } from '../backend/backend.js';
-import type { LayerCache } from '../cache/kv-cache.js';
+import type { AttentionObserver, Backend } from '../backend/backend.js';
+import type { KVCache, LayerCache } from '../cache/kv-cache.js';
 import type { ModelConfig } from '../models/config.js';
 
 export interface PressNeeds {
@@ -45,6 +45,11 @@ export interface Press {
   layerKeep?(view: LayerView): number;
   /** Which entries each head keeps, when heads may keep different numbers (AdaKV); default top-`keep` per head. */
   select?(view: LayerView, scores: Float32Array[]): Int32Array[];
+  /**
+   * A press that records its own statistics while attention runs returns an observer that does so and forwards
+   * everything to `next` (the session's recorder) first.
+   */
+  observer?(cache: KVCache, next: AttentionObserver): AttentionObserver;
 }
 
 /** Indices of the `k` highest scores, ascending (ties go to the earlier entry, as a stable sort gives). */

@@ -2,8 +2,9 @@
  * When compression runs, and the one place budgets are computed. A CompressionSession follows one sequence:
  * - during 'prefill' (as kvpress): once, when the whole prompt is in the cache;
  * - during 'chunks': after every prefill chunk, so the cache never holds more than the budget plus one chunk;
- * - while decoding, if asked: every `every` steps and whenever a head passes `maxSize`, back to the size the
- *   prefill left (kvpress's DecodingPress keeps a fixed target size the same way; H2O evicts every step).
+ * - while decoding, if asked: every `every` steps and whenever a head passes `maxSize`, back to the target: the
+ *   token budget, or for a ratio the size the prefill left (kvpress's DecodingPress keeps a fixed target size
+ *   the same way; H2O evicts every step).
  */
 import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
@@ -42,13 +43,16 @@ export class CompressionSession {
     validateBudget(plan.budget);
     const c = model.config;
     this.recorder = new PressRecorder(cache, plan.press.needs, c.numHeads * c.headDim);
-    this.observer = this.recorder;
+    this.observer = plan.press.observer?.(cache, this.recorder) ?? this.recorder;
   }
 
   /** Call after each prefill chunk; `end` tokens of `total` are in. */
   afterChunk(end: number, total: number): void {
     if (this.plan.during === 'chunks' || end === total) this.compress((layer, length) => this.prefillKeep(length));
-    if (end === total) this.decodeTargets = this.cache.layers.map((l) => l.maxLength());
+    if (end === total) {
+      const budget = this.plan.budget;
+      this.decodeTargets = this.cache.layers.map((l) => ('tokens' in budget ? budget.tokens : l.maxLength()));
+    }
   }
 
   /** Call after each decoded token. */
