@@ -139,7 +139,7 @@ export class HeadStore {
 
   private reserve(needed: number): void {
     if (needed <= this.capacity) return;
-    const capacity = Math.max(needed, this.capacity + Math.max(GROW_ENTRIES, this.capacity >> 2));
+    const capacity = Math.max(needed, this.capacity + GROW_ENTRIES);
     const d = this.headDim;
     const keys = allocate(this.dtype, capacity * d);
     const values = allocate(this.dtype, capacity * d);
