@@ -47,9 +47,7 @@ export function registerGenerate(program: Command): void {
   addPressFlags(command).action(async (flags: Flags) => {
       const compression = planFrom(flags);
       const kvDtype = kvDtypeFrom(flags);
-      const fallback = defaultModel();
-      if (!flags.model && fallback.note) process.stderr.write(`note: ${fallback.note}\n`);
-      const lm = loadModel(flags.model ?? fallback.dir);
+      const lm = loadModel(flags.model ?? defaultModel());
       const ids = promptIds(lm, flags);
       const stream = generateStream(lm, ids, { ...samplingFrom(lm, flags), compression, kvDtype });
       for (;;) {

@@ -12,7 +12,7 @@ export function registerInfo(program: Command): void {
     .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
     .option('--json', 'print JSON')
     .action((flags: { model?: string; json?: boolean }) => {
-      const lm = loadModel(flags.model ?? defaultModel().dir);
+      const lm = loadModel(flags.model ?? defaultModel());
       const c = lm.config;
       const matmul = matmulBackendInfo();
       const info = {

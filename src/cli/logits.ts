@@ -35,7 +35,7 @@ export function registerLogits(program: Command): void {
   addPressFlags(command).action((flags: Flags) => {
     const plan = planFrom(flags);
     check(!plan || flags.questionIds, '--press needs --question-ids: the context is compressed, then the question runs on it');
-    const lm = loadModel(flags.model ?? defaultModel().dir);
+    const lm = loadModel(flags.model ?? defaultModel());
     const { vocabSize } = lm.config;
     const all = [...flags.ids, ...(flags.questionIds ?? [])];
     for (const id of all) check(id < vocabSize, `--ids: token id ${id} is outside the vocabulary (0…${vocabSize - 1})`);

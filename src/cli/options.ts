@@ -1,5 +1,4 @@
 /** Parsing helpers shared by commands: numbers and lists from flags, with one-line errors naming the flag. */
-import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AttendError } from '../errors.js';
@@ -36,13 +35,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** The repository (or installed package) root: dist/cli/ → ../.. */
 export const PACKAGE_ROOT = resolve(here, '..', '..');
 export const BUNDLED_MODEL = join(PACKAGE_ROOT, 'models', 'attend-mini');
-export const FIXTURE_MODEL = join(PACKAGE_ROOT, 'test', 'fixtures', 'parity', 'llama-gqa-tied');
 
-/** The model a command uses when --model is not given: attend-mini, or a parity fixture until it ships. */
-export function defaultModel(): { dir: string; note?: string } {
-  if (existsSync(join(BUNDLED_MODEL, 'config.json'))) return { dir: BUNDLED_MODEL };
-  return {
-    dir: FIXTURE_MODEL,
-    note: 'attend-mini is not bundled yet: using the random-weight parity fixture llama-gqa-tied (its text is noise)',
-  };
+/** The model a command uses when --model is not given: the bundled attend-mini. */
+export function defaultModel(): string {
+  return BUNDLED_MODEL;
 }
