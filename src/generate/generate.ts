@@ -25,6 +25,14 @@ export interface GenerateOptions extends SamplingOptions {
   kvDtype?: DType;
   /** Compress the KV cache with a press (see presses/runner.ts for when it runs). */
   compression?: CompressionPlan;
+  /**
+   * Continue a compression session already under way on `cache` (e.g. a context compressed before its question
+   * arrived); with `compressPrompt: false` the prompt given here is added without compressing it, as kvpress
+   * handles questions, and only decoding-time compression applies.
+   */
+  session?: CompressionSession;
+  compressPrompt?: boolean;
+  /** Called after each prefill chunk is in the cache, before it is compressed (the cache at its fullest). */
   afterPrefillChunk?: PrefillOptions['afterChunk'];
 }
 
@@ -78,14 +86,15 @@ export async function* generateStream(
   const decoder = tokenizer.streamDecoder({ skipSpecialTokens: true });
   const history = [...promptIds];
 
-  const session = opts.compression ? new CompressionSession(opts.compression, model, cache) : undefined;
+  const session = opts.session ?? (opts.compression ? new CompressionSession(opts.compression, model, cache) : undefined);
+  const compressPrompt = opts.compressPrompt ?? true;
   const t0 = performance.now();
   let logits = prefill(model, cache, promptIds, {
     chunkSize: opts.prefillChunk,
     observer: session?.observer,
     afterChunk: (c, end) => {
-      session?.afterChunk(end, promptIds.length);
       opts.afterPrefillChunk?.(c, end);
+      if (compressPrompt) session?.afterChunk(end, promptIds.length);
     },
   });
   const prefillMs = performance.now() - t0;

@@ -1,0 +1,97 @@
+/**
+ * The shapes shared by the long-context benchmark (`attend bench`): task instances, sweep cells and the JSON line
+ * written for each cell. Tasks live in eval/tasks/, the sweep runner in eval/sweep.ts, the report in eval/report/.
+ */
+import type { TextTokenizer } from '../io/tokenizer.js';
+
+/** A prompt split where a query-agnostic press compresses: the context alone, then the question on top. */
+export interface TaskInstance {
+  task: string;
+  /** Target length of the whole prompt in tokens (the instance is fitted to it). */
+  contextLength: number;
+  /** Where the needle sits, 0 (start) … 1 (end), for tasks that have one. */
+  depth?: number;
+  seed: number;
+  /** The haystack and everything before the question. */
+  context: string;
+  /** The question and the answer cue ("… Answer:"); generation continues right after it. */
+  question: string;
+  /** Every string the answer must contain (RULER's string_match_all) or one of which it must contain (part). */
+  answers: string[];
+  metric: 'all' | 'part';
+  /** Tokens to generate for the answer. */
+  maxNewTokens: number;
+}
+
+/** A long document whose perplexity is measured (streamed, for methods that keep running unbounded). */
+export interface PerplexityInstance {
+  task: 'perplexity';
+  contextLength: number;
+  seed: number;
+  text: string;
+}
+
+export interface TaskOptions {
+  seed: number;
+  contextLength: number;
+  depth?: number;
+  tokenizer: TextTokenizer;
+}
+
+export interface TaskGenerator {
+  name: string;
+  description: string;
+  /** Whether the task places a needle at a depth (a depth sweep makes sense). */
+  hasDepth: boolean;
+  generate(opts: TaskOptions): TaskInstance | PerplexityInstance;
+}
+
+/** One point of a sweep. */
+export interface CellKey {
+  model: string;
+  task: string;
+  contextLength: number;
+  depth: number | null;
+  seed: number;
+  /** 'full' for no compression, else a press name. */
+  method: string;
+  options: Record<string, number | string>;
+  budget: { ratio: number } | { tokens: number } | null;
+  /** 'prefill' or 'chunks' (when compression runs), null for full. */
+  during: 'prefill' | 'chunks' | null;
+  /** Query-aware: the question is in the cache when it is compressed. */
+  queryAware: boolean;
+  prefillChunk: number;
+}
+
+export interface CellMetrics {
+  /** RULER string match of this cell's answer: 0…1 (part credit for 'all' tasks with several answers). */
+  accuracy: number;
+  /** For perplexity cells. */
+  perplexity?: number;
+  prediction?: string;
+  /** Cache bytes after prefill (and compression), and the most it held at any time. */
+  kvBytes: number;
+  peakKvBytes: number;
+  /** Resident memory of the process at its highest during the cell. */
+  peakRssBytes: number;
+  promptTokens: number;
+  ttftMs: number;
+  prefillTokensPerS: number;
+  decodeTokensPerS: number;
+}
+
+/** One JSON line of the results file. */
+export interface CellResult extends CellKey {
+  /** The git commit of the code that produced it, and when. */
+  commit: string;
+  date: string;
+  metrics: CellMetrics;
+}
+
+/** The identity of a cell for resuming: everything but metrics, commit and date. */
+export function cellId(key: CellKey): string {
+  const { model, task, contextLength, depth, seed, method, options, budget, during, queryAware, prefillChunk } = key;
+  const sortedOptions = Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)));
+  return JSON.stringify([model, task, contextLength, depth, seed, method, sortedOptions, budget, during, queryAware, prefillChunk]);
+}
