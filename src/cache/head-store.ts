@@ -6,8 +6,12 @@
  */
 import { type DType, BYTES_PER_ELEMENT, narrow, widen } from '../tensor/dtype.js';
 
-/** Room added when a head grows: large enough to amortise copies, small enough to waste little memory. */
-const GROW_ENTRIES = 256;
+/**
+ * Room added when a head grows: an eighth of what it holds, at least 16 and at most 256 entries — few copies
+ * for long caches, little spare room for small or freshly compressed ones.
+ */
+const GROW_MIN = 16;
+const GROW_MAX = 256;
 
 type Storage = Float32Array | Uint16Array;
 
@@ -139,7 +143,8 @@ export class HeadStore {
 
   private reserve(needed: number): void {
     if (needed <= this.capacity) return;
-    const capacity = Math.max(needed, this.capacity + GROW_ENTRIES);
+    const grow = Math.min(GROW_MAX, Math.max(GROW_MIN, this.capacity >> 3));
+    const capacity = Math.max(needed, this.capacity + grow);
     const d = this.headDim;
     const keys = allocate(this.dtype, capacity * d);
     const values = allocate(this.dtype, capacity * d);

@@ -2,6 +2,7 @@
 /** The `attend` command line. User errors print one line and exit 1; anything else is a bug and keeps its stack. */
 import { Command, CommanderError } from 'commander';
 import { AttendError } from '../errors.js';
+import { registerBench } from './bench.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerLogits } from './logits.js';
@@ -19,6 +20,7 @@ registerLogits(program);
 registerInfo(program);
 registerPresses(program);
 registerStart(program);
+registerBench(program);
 for (const command of program.commands) command.exitOverride();
 
 try {

@@ -345,8 +345,11 @@ class Corpus:
 
     @staticmethod
     def load_jsonl_xz(path: str) -> list[dict]:
+        """Documents of a .jsonl.xz or a .jsonl.gz file (by the extension)."""
+        import gzip
         import lzma
-        with lzma.open(path, "rt", encoding="utf-8") as f:
+        opener = gzip.open if path.endswith(".gz") else lzma.open
+        with opener(path, "rt", encoding="utf-8") as f:
             return [json.loads(line) for line in f]
 
     def units(self, i: int) -> list[str]:
@@ -676,7 +679,7 @@ if __name__ == "__main__":
     ap.add_argument("cmd", choices=["materialize"])
     ap.add_argument("specs", help="data/heldout/eval_specs.jsonl")
     ap.add_argument("out", help="output .jsonl with task, length, depth, prompt, answer")
-    ap.add_argument("--heldout", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "heldout", "heldout.jsonl.xz"))
+    ap.add_argument("--heldout", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "heldout", "heldout.jsonl.gz"))
     args = ap.parse_args()
     corpus = Corpus(Corpus.load_jsonl_xz(args.heldout), EVAL_HAYSTACK_SOURCES)
     n = 0

@@ -1,0 +1,144 @@
+/**
+ * Runs one cell of a sweep: one task instance through the model with one KV method, measured.
+ * - Query-agnostic (kvpress's default): the context is prefilled and compressed, then the question is added
+ *   on the compressed cache without compressing it; query-aware: context and question are prefilled together
+ *   and compressed with the question in the cache.
+ * - The answer is decoded greedily and scored by RULER's string match.
+ * - Perplexity cells stream the document through the model chunk by chunk (compression applies per chunk),
+ *   so methods that keep a bounded cache run unbounded.
+ * Context and question are tokenized separately (the question without special tokens), so that both modes see
+ * the same ids.
+ */
+import { generate } from '../generate/generate.js';
+import { prefill } from '../generate/prefill.js';
+import type { LoadedModel } from '../models/load.js';
+import { newCache } from '../models/model.js';
+import { createPress, pressEntry, resolveOptions } from '../presses/registry.js';
+import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
+import { scoreAll, scorePart } from './scoring.js';
+import type { CellKey, CellMetrics, PerplexityInstance, TaskInstance } from './types.js';
+
+/** The cell's compression plan, with the decoding-time eviction the method itself prescribes (H2O's). */
+export function planOf(key: CellKey): CompressionPlan | undefined {
+  if (key.method === 'full' || !key.budget) return undefined;
+  const entry = pressEntry(key.method);
+  return {
+    press: createPress(key.method, key.options),
+    budget: key.budget,
+    during: key.during ?? 'prefill',
+    decode: entry.decode?.(resolveOptions(entry, key.options)),
+  };
+}
+
+/** Highest resident memory seen, sampled at chunk boundaries. */
+class MemoryProbe {
+  peakRss = process.memoryUsage().rss;
+  peakKv = 0;
+
+  sample(kvBytes: number): void {
+    this.peakKv = Math.max(this.peakKv, kvBytes);
+    this.peakRss = Math.max(this.peakRss, process.memoryUsage().rss);
+  }
+}
+
+export async function runCell(lm: LoadedModel, key: CellKey, instance: TaskInstance | PerplexityInstance): Promise<CellMetrics> {
+  return instance.task === 'perplexity'
+    ? runPerplexity(lm, key, instance as PerplexityInstance)
+    : runGeneration(lm, key, instance as TaskInstance);
+}
+
+async function runGeneration(lm: LoadedModel, key: CellKey, instance: TaskInstance): Promise<CellMetrics> {
+  const contextIds = lm.tokenizer.encode(instance.context);
+  const questionIds = lm.tokenizer.encode(instance.question, { addSpecialTokens: false });
+  const plan = planOf(key);
+  const cache = newCache(lm.config);
+  const probe = new MemoryProbe();
+  const afterPrefillChunk = () => probe.sample(cache.bytes());
+  const t0 = performance.now();
+  let session: CompressionSession | undefined;
+  let promptIds = [...contextIds, ...questionIds];
+  if (plan && !key.queryAware) {
+    session = new CompressionSession(plan, lm.model, cache);
+    const s = session;
+    prefill(lm.model, cache, contextIds, {
+      chunkSize: key.prefillChunk,
+      observer: s.observer,
+      afterChunk: (_, end) => {
+        afterPrefillChunk();
+        s.afterChunk(end, contextIds.length);
+      },
+    });
+    promptIds = questionIds;
+  }
+  const contextMs = performance.now() - t0;
+  const out = await generate(lm, promptIds, {
+    temperature: 0,
+    maxNewTokens: instance.maxNewTokens,
+    prefillChunk: key.prefillChunk,
+    cache,
+    session,
+    compressPrompt: key.queryAware,
+    compression: key.queryAware ? plan : undefined,
+    afterPrefillChunk,
+  });
+  probe.sample(out.cacheBytes);
+  const prediction = out.text;
+  const promptTokens = contextIds.length + questionIds.length;
+  const ttftMs = contextMs + out.prefillMs;
+  return {
+    accuracy: instance.metric === 'all' ? scoreAll(prediction, instance.answers) : scorePart(prediction, instance.answers),
+    prediction,
+    kvBytes: out.cacheBytes,
+    peakKvBytes: probe.peakKv,
+    peakRssBytes: probe.peakRss,
+    promptTokens,
+    ttftMs,
+    prefillTokensPerS: promptTokens / (ttftMs / 1000),
+    decodeTokensPerS: out.newTokens > 1 ? (out.newTokens - 1) / (out.decodeMs / 1000) : 0,
+  };
+}
+
+/** Perplexity of the document's tokens after the first, each predicted from the (compressed) cache before it. */
+function runPerplexity(lm: LoadedModel, key: CellKey, instance: PerplexityInstance): CellMetrics {
+  const ids = lm.tokenizer.encode(instance.text).slice(0, instance.contextLength);
+  const plan = planOf(key);
+  const cache = newCache(lm.config);
+  const session = plan ? new CompressionSession({ ...plan, during: 'chunks' }, lm.model, cache) : undefined;
+  const probe = new MemoryProbe();
+  const vocab = lm.config.vocabSize;
+  let nll = 0;
+  let counted = 0;
+  const t0 = performance.now();
+  for (let start = 0; start < ids.length; start += key.prefillChunk) {
+    const end = Math.min(ids.length, start + key.prefillChunk);
+    const logits = lm.model.forward(ids.slice(start, end), cache, { observer: session?.observer }).f32;
+    // Row t predicts token t + 1 (the last row of a chunk predicts the next chunk's first token).
+    for (let t = start; t < Math.min(end, ids.length - 1); t++) {
+      const row = logits.subarray((t - start) * vocab, (t - start + 1) * vocab);
+      nll += logSumExp(row) - row[ids[t + 1]];
+      counted++;
+    }
+    probe.sample(cache.bytes());
+    session?.afterChunk(end, ids.length);
+  }
+  const ms = performance.now() - t0;
+  return {
+    accuracy: 0,
+    perplexity: Math.exp(nll / counted),
+    kvBytes: cache.bytes(),
+    peakKvBytes: probe.peakKv,
+    peakRssBytes: probe.peakRss,
+    promptTokens: ids.length,
+    ttftMs: ms,
+    prefillTokensPerS: ids.length / (ms / 1000),
+    decodeTokensPerS: 0,
+  };
+}
+
+function logSumExp(row: Float32Array): number {
+  let max = -Infinity;
+  for (const x of row) if (x > max) max = x;
+  let sum = 0;
+  for (const x of row) sum += Math.exp(x - max);
+  return max + Math.log(sum);
+}

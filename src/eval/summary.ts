@@ -1,0 +1,60 @@
+/** The console table of a sweep: one row per method, budget and context length, averaged over its cells. */
+import type { CellResult } from './types.js';
+
+export interface SummaryRow {
+  method: string;
+  budget: string;
+  contextLength: number;
+  cells: number;
+  accuracy: number;
+  kvMiB: number;
+  peakKvMiB: number;
+  ttftS: number;
+  decodeTokensPerS: number;
+}
+
+export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware'>): string {
+  if (!r.budget) return 'full';
+  const size = 'ratio' in r.budget ? `ratio ${r.budget.ratio}` : `${r.budget.tokens} tokens`;
+  return `${size}${r.during === 'chunks' ? ', per chunk' : ''}${r.queryAware ? ', query-aware' : ''}`;
+}
+
+export function summarise(results: CellResult[]): SummaryRow[] {
+  const groups = new Map<string, CellResult[]>();
+  for (const r of results) {
+    const key = JSON.stringify([r.method, budgetLabel(r), r.contextLength]);
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return [...groups.values()]
+    .map((rs) => ({
+      method: rs[0].method,
+      budget: budgetLabel(rs[0]),
+      contextLength: rs[0].contextLength,
+      cells: rs.length,
+      accuracy: mean(rs.map((r) => r.metrics.accuracy)),
+      kvMiB: mean(rs.map((r) => r.metrics.kvBytes)) / 2 ** 20,
+      peakKvMiB: mean(rs.map((r) => r.metrics.peakKvBytes)) / 2 ** 20,
+      ttftS: mean(rs.map((r) => r.metrics.ttftMs)) / 1000,
+      decodeTokensPerS: mean(rs.map((r) => r.metrics.decodeTokensPerS)),
+    }))
+    .sort((a, b) => a.contextLength - b.contextLength || (a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method)) || a.budget.localeCompare(b.budget));
+}
+
+export function formatSummary(rows: SummaryRow[]): string {
+  const head = ['context', 'method', 'budget', 'cells', 'accuracy', 'KV MiB', 'peak KV MiB', 'TTFT s', 'decode tok/s'];
+  const body = rows.map((r) => [
+    String(r.contextLength),
+    r.method,
+    r.budget,
+    String(r.cells),
+    `${(r.accuracy * 100).toFixed(1)}%`,
+    r.kvMiB.toFixed(1),
+    r.peakKvMiB.toFixed(1),
+    r.ttftS.toFixed(1),
+    r.decodeTokensPerS.toFixed(1),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}

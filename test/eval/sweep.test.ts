@@ -1,0 +1,78 @@
+/** A tiny sweep end to end on a fixture model: valid JSON lines, resumption, a report; and the bench CLI's errors. */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { writeReport } from '../../src/eval/report/index.js';
+import { expandSweep, PRESETS, type SweepConfig, validateSweep } from '../../src/eval/sweep-config.js';
+import { readResults, runSweep } from '../../src/eval/sweep.js';
+import { formatSummary, summarise } from '../../src/eval/summary.js';
+import { loadModel } from '../../src/models/load.js';
+import { runCli } from '../helpers/cli.js';
+import { PARITY_DIR } from '../helpers/fixtures.js';
+
+const modelDir = join(PARITY_DIR, 'llama3-mqa');
+const tmp = mkdtempSync(join(tmpdir(), 'attend-sweep-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const config: SweepConfig = {
+  ...PRESETS.quick,
+  tasks: ['passkey', 'vt'],
+  contextLengths: [200],
+  depths: [0, 1],
+  samples: 1,
+  methods: [{ press: 'full' }, { press: 'snapkv', ratios: [0.5], options: { window: 8 } }, { press: 'streaming-llm', budgets: [32] }],
+  queryAware: [false, true],
+  prefillChunk: 64,
+};
+
+test('a tiny sweep writes one valid JSON line per cell, resumes, and reports', async () => {
+  const lm = loadModel(modelDir);
+  validateSweep(config, 256, 'test');
+  const cells = expandSweep(config, 'llama3-mqa');
+  // passkey: 2 depths × (full + 2 methods × 2 query modes) = 10; vt has no depth: 5.
+  assert.equal(cells.length, 15);
+  const path = join(tmp, 'results.jsonl');
+  const first = await runSweep(lm, cells.slice(0, 6), path);
+  const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 6);
+  for (const r of lines) {
+    assert.ok(r.metrics.accuracy >= 0 && r.metrics.accuracy <= 1);
+    assert.ok(r.metrics.kvBytes > 0 && r.metrics.peakKvBytes >= r.metrics.kvBytes - 4096 * 16);
+    assert.ok(r.metrics.prefillTokensPerS > 0 && r.metrics.promptTokens <= 200);
+    assert.match(r.commit, /^[0-9a-f]+(-dirty)?$|^unknown$/);
+  }
+  const compressed = lines.find((r) => r.method === 'snapkv' && !r.queryAware);
+  const full = lines.find((r) => r.method === 'full');
+  assert.ok(compressed.metrics.kvBytes < full.metrics.kvBytes, 'compression held as many bytes as full KV');
+  // A torn last line is ignored and its cell runs again; finished cells are not.
+  writeFileSync(path, readFileSync(path, 'utf8') + '{"model": "llama3-mq');
+  const all = await runSweep(lm, cells, path);
+  assert.equal(all.length, 15);
+  assert.deepEqual(all.slice(0, 6), first);
+  assert.equal(readResults(path).length, 15);
+  assert.match(formatSummary(summarise(all)), /snapkv\s+ratio 0\.5, query-aware/);
+  const report = join(tmp, 'report.html');
+  await writeReport(report, all, { title: 'test' });
+  assert.match(readFileSync(report, 'utf8'), /<svg/);
+});
+
+test('bench CLI: bad preset, unknown task, context longer than the model, unreadable config', () => {
+  const fail = (args: string[], pattern: RegExp) => {
+    const r = runCli(['bench', '--model', modelDir, '--out', join(tmp, 'cli'), ...args]);
+    assert.notEqual(r.status, 0);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, pattern);
+  };
+  fail(['--preset', 'huge'], /unknown preset "huge" \(known: quick, ruler, niah\)/);
+  fail(['--config', join(tmp, 'missing.json')], /missing\.json: cannot read the sweep config \(ENOENT\)/);
+  const bad = join(tmp, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ tasks: ['sudoku'], contextLengths: [100] }));
+  fail(['--config', bad], /unknown task "sudoku"/);
+  writeFileSync(bad, JSON.stringify({ tasks: ['passkey'], contextLengths: [4096] }));
+  fail(['--config', bad], /context length 4096 is longer than the model's context of 256/);
+  writeFileSync(bad, '{ not json');
+  fail(['--config', bad], /bad\.json: cannot read the sweep config/);
+  assert.equal(existsSync(join(tmp, 'cli', 'results.jsonl')), false);
+});
