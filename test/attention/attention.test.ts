@@ -72,3 +72,187 @@ test('grouped-query attention matches the reference', () => check(8, 2, 16, 40, 
 test('multi-query attention matches the reference', () => check(4, 1, 8, 9, null));
 test('a sliding window hides keys at or beyond its width', () => check(4, 2, 8, 30, 7));
 test('heads holding different entries (after compression) attend over what they keep', () => check(6, 3, 8, 50, null, 3));
+
+// ---- Prefill-sized chunks: many blocks, the causal triangle, windows that skip leading columns, 16-bit storage,
+// ---- both softmax paths (the wasm SIMD kernel and the Math.exp reference), and the probabilities observers get.
+
+import { selectSoftmax, softmaxRows, wasmExp, type SoftmaxPath } from '../../src/backend/cpu/attention/softmax.js';
+import { softmaxInPlace } from '../../src/backend/cpu/elementwise.js';
+import type { DType } from '../../src/tensor/dtype.js';
+
+interface ChunkCase {
+  heads: number;
+  kvHeads: number;
+  d: number;
+  tokens: number;
+  rows: number;
+  window: number | null;
+  dropEvery?: number;
+  dtype?: DType;
+  /** Query rows in a scrambled position order (the op does not require sorted positions). */
+  shuffled?: boolean;
+}
+
+/** f64 probabilities of one query head over a head's entries (0 where hidden), and its output. */
+function referenceRow(q: Float32Array, keys: Float32Array, values: Float32Array, visible: boolean[], d: number, scale: number) {
+  const n = visible.length;
+  const s = new Float64Array(n);
+  let m = -Infinity;
+  for (let j = 0; j < n; j++) {
+    if (!visible[j]) continue;
+    let a = 0;
+    for (let i = 0; i < d; i++) a += q[i] * keys[j * d + i];
+    s[j] = a * scale;
+    m = Math.max(m, s[j]);
+  }
+  let z = 0;
+  for (let j = 0; j < n; j++) z += visible[j] ? Math.exp(s[j] - m) : 0;
+  const p = new Float64Array(n);
+  for (let j = 0; j < n; j++) p[j] = visible[j] ? Math.exp(s[j] - m) / z : 0;
+  const o = new Float64Array(d);
+  for (let j = 0; j < n; j++) if (p[j]) for (let i = 0; i < d; i++) o[i] += p[j] * values[j * d + i];
+  return { p, o };
+}
+
+function checkChunk(c: ChunkCase, path: SoftmaxPath, withObserver: boolean) {
+  const { heads, kvHeads, d, tokens, rows, window } = c;
+  const layer = LayerCache.empty(kvHeads, d, c.dtype ?? 'f32');
+  const k = random(tokens * kvHeads * d, 11);
+  const v = random(tokens * kvHeads * d, 12);
+  // Larger query values give peaked rows (scores of several units), like real attention.
+  const q = random(rows * heads * d, 13).map((x) => x * 4);
+  const positions = Int32Array.from({ length: tokens }, (_, i) => i);
+  layer.heads.forEach((h, i) => h.append(k, v, positions, i * d, kvHeads * d));
+  if (c.dropEvery) {
+    layer.heads.forEach((h, i) => h.keep(Array.from({ length: tokens }, (_, j) => j).filter((j) => (j + 1) % (c.dropEvery! + i) !== 0)));
+  }
+  const qPos = positions.slice(tokens - rows);
+  if (c.shuffled) qPos.sort((a, b) => ((a * 7919) % 101) - ((b * 7919) % 101) || a - b);
+  const out = new Float32Array(q.length);
+  const blocks: AttentionBlock[] = [];
+  const scale = 1 / Math.sqrt(d);
+  selectSoftmax(path);
+  try {
+    attention(q, rows, heads, layer, qPos, { layer: 0, scale, window, observer: withObserver ? { observe: (b) => blocks.push(b) } : {} }, out);
+  } finally {
+    selectSoftmax('auto');
+  }
+  const group = heads / kvHeads;
+  const probs = layer.heads.map((h) => new Float32Array(rows * group * h.length).fill(NaN));
+  for (const b of blocks) {
+    const length = layer.heads[b.kvHead].length;
+    assert.equal(b.probs.length, b.queryPositions.length * group * b.cols);
+    const first = Array.from(qPos).indexOf(b.queryPositions[0]);
+    for (let r = 0; r < b.queryPositions.length * group; r++) {
+      probs[b.kvHead].fill(0, (first * group + r) * length, (first * group + r + 1) * length);
+      probs[b.kvHead].set(b.probs.subarray(r * b.cols, (r + 1) * b.cols), (first * group + r) * length);
+    }
+  }
+  let worstOut = 0;
+  let worstP = 0;
+  for (let g = 0; g < kvHeads; g++) {
+    const store = layer.heads[g];
+    const keys = store.keys(0, store.length).slice();
+    const values = store.values(0, store.length).slice();
+    for (let t = 0; t < rows; t++) {
+      const visible = Array.from(store.positions, (p) => p <= qPos[t] && (window === null || p > qPos[t] - window));
+      for (let j = 0; j < group; j++) {
+        const h = g * group + j;
+        const o = (t * heads + h) * d;
+        const want = referenceRow(q.subarray(o, o + d), keys, values, visible, d, scale);
+        for (let i = 0; i < d; i++) worstOut = Math.max(worstOut, Math.abs(out[o + i] - want.o[i]));
+        if (withObserver) {
+          const row = probs[g].subarray((t * group + j) * store.length, (t * group + j + 1) * store.length);
+          for (let e = 0; e < store.length; e++) {
+            if (!visible[e]) assert.equal(row[e], 0, `hidden entry ${e} of row t${t} h${h} has probability ${row[e]}`);
+            else worstP = Math.max(worstP, Math.abs(row[e] - want.p[e]));
+          }
+        }
+      }
+    }
+  }
+  assert.ok(worstOut < 2e-5, `${path}: output off by ${worstOut}`);
+  assert.ok(worstP < 2e-6, `${path}: probabilities off by ${worstP}`);
+}
+
+const chunkCases: [string, ChunkCase][] = [
+  ['a prompt from position 0 (blocks along the causal triangle)', { heads: 8, kvHeads: 2, d: 64, tokens: 300, rows: 300, window: null }],
+  ['a later prefill chunk', { heads: 8, kvHeads: 2, d: 32, tokens: 700, rows: 130, window: null }],
+  ['a sliding window narrower than the chunk (leading columns skipped)', { heads: 4, kvHeads: 2, d: 16, tokens: 400, rows: 250, window: 37 }],
+  ['ragged heads after compression', { heads: 6, kvHeads: 3, d: 16, tokens: 350, rows: 200, window: null, dropEvery: 3 }],
+  ['ragged heads with a window', { heads: 4, kvHeads: 2, d: 8, tokens: 260, rows: 201, window: 50, dropEvery: 4 }],
+  ['query positions out of order, with a window', { heads: 4, kvHeads: 2, d: 8, tokens: 180, rows: 120, window: 30, shuffled: true }],
+  ['f16 storage', { heads: 4, kvHeads: 1, d: 24, tokens: 230, rows: 90, window: null, dtype: 'f16' }],
+  ['bf16 storage, head dim not a multiple of 4', { heads: 2, kvHeads: 2, d: 13, tokens: 97, rows: 97, window: 20, dtype: 'bf16' }],
+];
+for (const [name, c] of chunkCases) {
+  for (const path of ['wasm', 'js'] as const) {
+    test(`prefill chunk, ${path} softmax: ${name}`, () => {
+      checkChunk(c, path, true);
+      checkChunk(c, path, false);
+    });
+  }
+}
+
+test('the wasm exp is within 2e-7 (relative) of Math.exp for x ≤ 0, and 0 below ln(FLT_MIN)', () => {
+  let s = 7;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const n = 1 << 18;
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    // Uniform over [−87.3, 0], over [−1, 0] (near the max) and log-spread tiny magnitudes.
+    x[i] = i % 3 === 0 ? -87.3 * next() : i % 3 === 1 ? -next() : -(2 ** (-40 * next()));
+  }
+  x.set([0, -0, -1e-30, -Math.LN2 / 2, -Math.LN2, -87.33, -10.5, -1]);
+  const e = wasmExp(x);
+  let worst = 0;
+  for (let i = 0; i < n; i++) {
+    const want = Math.exp(x[i]);
+    worst = Math.max(worst, Math.abs(e[i] - want) / want);
+  }
+  assert.ok(worst <= 2e-7, `max relative error ${worst}`);
+  assert.equal(wasmExp(new Float32Array([0]))[0], 1);
+  const special = wasmExp(new Float32Array([-87.4, -100, -1e30, -Infinity, NaN, -Number.MAX_VALUE]));
+  assert.deepEqual(Array.from(special.subarray(0, 4)), [0, 0, 0, 0]);
+  assert.ok(Number.isNaN(special[4]));
+  assert.equal(special[5], 0);
+});
+
+test('the wasm softmax matches the Math.exp one on random rows and ranges', () => {
+  let s = 99;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  for (const cols of [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1000, 4099]) {
+    const rows = 23;
+    // Spreads of 2 and 60 (all terms well inside f32), and of 240 (terms far below the max, flushed to 0).
+    const x = Float32Array.from({ length: rows * cols }, () => (next() - 0.5) * [2, 60, 240][Math.floor(next() * 3)]);
+    const ranges = new Int32Array(rows * 2);
+    for (let r = 0; r < rows; r++) {
+      const lo = r % 4 === 0 ? 0 : Math.floor(next() * cols);
+      const hi = r % 5 === 0 ? cols : lo + Math.floor(next() * (cols - lo + 1));
+      ranges[2 * r] = lo;
+      ranges[2 * r + 1] = hi;
+    }
+    const fast = softmaxRows('wasm', x, rows, cols, ranges);
+    const ref = softmaxRows('js', x, rows, cols, ranges);
+    for (let r = 0; r < rows; r++) {
+      const [lo, hi] = [ranges[2 * r], ranges[2 * r + 1]];
+      // The js path is softmaxInPlace itself.
+      const direct = x.slice(r * cols + lo, r * cols + hi);
+      softmaxInPlace(direct);
+      for (let i = 0; i < cols; i++) {
+        const a = fast[r * cols + i];
+        const b = ref[r * cols + i];
+        if (i < lo || i >= hi) {
+          assert.equal(a, 0);
+          assert.equal(b, 0);
+          continue;
+        }
+        assert.equal(b, direct[i - lo]);
+        // Terms below 2^-126 · 2^⌈log2 len⌉ of the sum before normalising are flushed to 0 (no subnormals).
+        const flushed = a === 0 && b < 1.01 * 2 ** -126 * 2 ** Math.ceil(Math.log2(hi - lo));
+        assert.ok(flushed || Math.abs(a - b) <= 1e-6 * b, `cols ${cols} row ${r} [${lo}, ${hi}) col ${i}: ${a} vs ${b}`);
+        if (a !== 0) assert.ok(a >= 2 ** -126, `subnormal ${a}`);
+      }
+    }
+  }
+});

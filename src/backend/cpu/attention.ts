@@ -2,14 +2,56 @@
  * Grouped-query attention over a layer's HeadStores on the CPU. Queries are taken in blocks; for each KV head
  * the block's queries of the whole group form one matrix, so scores (Q·Kᵀ) and outputs (P·V) are two matrix
  * products over the entries the block can see. Memory stays bounded by one block of scores, never tokens².
+ *
+ * Per block: the queries are gathered with the scale folded in (n×d multiplies instead of n×cols); the scores are
+ * computed only over the columns some row of the block can see ([c0, cols): with a sliding window, the entries
+ * before every row's window are skipped); the softmax (attention/softmax.ts: a WebAssembly SIMD kernel by default,
+ * Math.exp with ATTEND_SOFTMAX=js) runs in place where the score matmul wrote, zeroing only each row's masked
+ * columns. Blocks early in the sequence are kept short, so the causal triangle that the matmuls compute and then
+ * mask stays a small part of each block. Scratch memory (scores included) is reused across blocks, heads and calls;
+ * only an observer's probabilities are freshly allocated, one n×cols array per block as before.
  */
 import type { AttentionOptions } from '../backend.js';
 import type { LayerCache } from '../../cache/kv-cache.js';
 import { matmulNN, matmulTransB } from './matmul.js';
-import { softmaxInPlace } from './elementwise.js';
+import { acquireWorkspace, releaseWorkspace } from './attention/softmax.js';
 
 /** Scores held at once per block, in floats (4 MiB). */
 const BLOCK_SCORES = 1 << 20;
+/**
+ * A block of T query tokens whose first sees c entries computes about T/2 masked columns per row (the causal
+ * triangle) beside at least c live ones: T is capped at c / TRIANGLE_SHARE, but kept at MIN_BLOCK_TOKENS or more.
+ */
+const TRIANGLE_SHARE = 4;
+const MIN_BLOCK_TOKENS = 16;
+
+/** Reusable scratch (queries, outputs, widened keys/values, per-token visible ranges). */
+class Scratch {
+  private data = new Float32Array(0);
+  get(n: number): Float32Array {
+    if (this.data.length < n) this.data = new Float32Array(Math.max(n, Math.ceil(this.data.length * 1.25)));
+    return this.data.subarray(0, n);
+  }
+}
+
+class IntScratch {
+  private data = new Int32Array(0);
+  get(n: number): Int32Array {
+    if (this.data.length < n) this.data = new Int32Array(Math.max(n, Math.ceil(this.data.length * 1.25)));
+    return this.data;
+  }
+}
+
+interface Buffers {
+  q: Scratch;
+  o: Scratch;
+  k: Scratch;
+  v: Scratch;
+  lo: IntScratch;
+  hi: IntScratch;
+}
+
+const free: Buffers[] = [];
 
 export function attention(
   q: Float32Array,
@@ -20,55 +62,102 @@ export function attention(
   opts: AttentionOptions,
   out: Float32Array,
 ): void {
+  if (rows === 0) return;
+  // Re-entry (an observer calling attention) gets its own buffers.
+  const buf = free.pop() ?? { q: new Scratch(), o: new Scratch(), k: new Scratch(), v: new Scratch(), lo: new IntScratch(), hi: new IntScratch() };
+  const ws = acquireWorkspace();
+  try {
+    run(q, rows, numHeads, layer, positions, opts, out, buf, ws);
+  } finally {
+    free.push(buf);
+    releaseWorkspace(ws);
+  }
+}
+
+function run(
+  q: Float32Array,
+  rows: number,
+  numHeads: number,
+  layer: LayerCache,
+  positions: Int32Array,
+  opts: AttentionOptions,
+  out: Float32Array,
+  buf: Buffers,
+  ws: ReturnType<typeof acquireWorkspace>,
+): void {
   const numKvHeads = layer.heads.length;
   const group = numHeads / numKvHeads;
   const d = layer.heads[0].headDim;
   const width = numHeads * d;
+  const gd = group * d;
+  const scale = opts.scale;
+  const window = opts.window;
+  const observer = opts.observer;
+  const observe = observer?.observe !== undefined;
+  const los = buf.lo.get(rows);
+  const his = buf.hi.get(rows);
   for (let g = 0; g < numKvHeads; g++) {
     const head = layer.heads[g];
-    const maxVisible = head.visibleUpTo(positions[rows - 1]);
-    const blockRows = Math.max(1, Math.min(rows, Math.floor(BLOCK_SCORES / Math.max(1, maxVisible * group))));
-    for (let t0 = 0; t0 < rows; t0 += blockRows) {
+    // Entries [lo, hi) of the head that each query token sees (positions need not be sorted).
+    let maxVisible = 0;
+    for (let t = 0; t < rows; t++) {
+      const hi = head.visibleUpTo(positions[t]);
+      his[t] = hi;
+      los[t] = window === null ? 0 : Math.min(hi, head.visibleUpTo(positions[t] - window));
+      if (hi > maxVisible) maxVisible = hi;
+    }
+    // Widened once per head and call (a view, no copy, for f32 storage).
+    const keys = head.keys(0, maxVisible, buf.k.get(maxVisible * d));
+    const values = head.values(0, maxVisible, buf.v.get(maxVisible * d));
+    const maxBlockRows = Math.max(1, Math.min(rows, Math.floor(BLOCK_SCORES / Math.max(1, maxVisible * group))));
+    for (let t0 = 0; t0 < rows; ) {
+      const blockRows = Math.min(maxBlockRows, Math.max(MIN_BLOCK_TOKENS, Math.floor(his[t0] / TRIANGLE_SHARE)));
       const t1 = Math.min(rows, t0 + blockRows);
       const n = (t1 - t0) * group;
-      const cols = head.visibleUpTo(positions[t1 - 1]);
-      // Queries of the block, one row per (token, head of the group).
-      const qb = new Float32Array(n * d);
+      // Columns [c0, cols) are the ones some row of the block sees.
+      let cols = 0;
+      let c0 = maxVisible;
       for (let t = t0; t < t1; t++) {
-        for (let j = 0; j < group; j++) {
-          const src = t * width + (g * group + j) * d;
-          qb.set(q.subarray(src, src + d), ((t - t0) * group + j) * d);
+        if (his[t] > cols) cols = his[t];
+        if (los[t] < c0) c0 = los[t];
+      }
+      c0 = Math.min(c0, cols);
+      const w = cols - c0;
+      // Queries of the block, one row per (token, head of the group) — contiguous per token — times the scale.
+      const qb = buf.q.get(n * d);
+      for (let t = t0, o = 0; t < t1; t++) {
+        const src = t * width + g * gd;
+        for (let i = 0; i < gd; i++) qb[o++] = q[src + i] * scale;
+      }
+      const block = ws.block(n, w);
+      const ranges = block.ranges;
+      for (let t = t0, r = 0; t < t1; t++) {
+        for (let j = 0; j < group; j++, r += 2) {
+          ranges[r] = los[t] - c0;
+          ranges[r + 1] = his[t] - c0;
         }
       }
-      const scores = new Float32Array(n * cols);
-      if (cols > 0) matmulTransB(qb, head.keys(0, cols), scores, n, cols, d, { reuseB: false });
-      for (let t = t0; t < t1; t++) {
-        const hi = head.visibleUpTo(positions[t]);
-        const lo = opts.window === null ? 0 : head.visibleUpTo(positions[t] - opts.window);
-        for (let j = 0; j < group; j++) {
-          const row = scores.subarray(((t - t0) * group + j) * cols, ((t - t0) * group + j + 1) * cols);
-          row.fill(0, 0, lo);
-          row.fill(0, hi);
-          const live = row.subarray(lo, hi);
-          for (let i = 0; i < live.length; i++) live[i] *= opts.scale;
-          softmaxInPlace(live);
-        }
+      const scores = block.scores;
+      if (w > 0) matmulTransB(qb, keys.subarray(c0 * d, cols * d), scores, n, w, d, { reuseB: false });
+      block.run();
+      if (observe) {
+        const probs = new Float32Array(n * cols);
+        if (c0 === 0) probs.set(scores);
+        else for (let r = 0; r < n; r++) probs.set(scores.subarray(r * w, (r + 1) * w), r * cols + c0);
+        observer!.observe!({
+          layer: opts.layer,
+          kvHead: g,
+          groupSize: group,
+          queryPositions: positions.subarray(t0, t1),
+          probs,
+          cols,
+        });
       }
-      opts.observer?.observe?.({
-        layer: opts.layer,
-        kvHead: g,
-        groupSize: group,
-        queryPositions: positions.subarray(t0, t1),
-        probs: scores,
-        cols,
-      });
-      const ob = new Float32Array(n * d);
-      if (cols > 0) matmulNN(scores, head.values(0, cols), ob, n, d, cols);
-      for (let t = t0; t < t1; t++) {
-        for (let j = 0; j < group; j++) {
-          out.set(ob.subarray(((t - t0) * group + j) * d, ((t - t0) * group + j + 1) * d), t * width + (g * group + j) * d);
-        }
-      }
+      const ob = buf.o.get(n * d);
+      matmulNN(scores, values.subarray(c0 * d, cols * d), ob, n, d, w);
+      // The group's heads of a token are contiguous in `out` as in `ob`.
+      for (let t = t0; t < t1; t++) out.set(ob.subarray((t - t0) * gd, (t - t0 + 1) * gd), t * width + g * gd);
+      t0 = t1;
     }
   }
 }
