@@ -43,9 +43,10 @@ export async function runBench(flags: Flags): Promise<void> {
   const out = flags.out ?? join('bench-results', name);
   const lm = loadModel(modelDir);
   validateSweep(config, contextLength(lm.config), flags.config ?? `preset ${name}`);
-  const cells = expandSweep(config, relative(process.cwd(), modelDir) || modelDir).slice(0, flags.limit ?? Infinity);
+  const modelName = relative(process.cwd(), modelDir) || modelDir;
+  const cells = expandSweep(config, modelName).slice(0, flags.limit ?? Infinity);
   const resultsPath = join(out, 'results.jsonl');
-  process.stdout.write(`${cells.length} cells (${name}) on ${modelDir} → ${resultsPath}\n`);
+  process.stdout.write(`${cells.length} cells (${name}) on ${modelName} → ${resultsPath}\n`);
   const bar = new SingleBar({
     format: '{bar} {value}/{total} cells | ETA {eta_formatted} | {cell}',
     hideCursor: true,
@@ -61,6 +62,6 @@ export async function runBench(flags: Flags): Promise<void> {
   process.stdout.write(`\n${formatSummary(summarise(results))}\n`);
   const reportPath = join(out, 'report.html');
   const command = `attend bench ${process.argv.slice(3).join(' ')}`.trim();
-  await writeReport(reportPath, results, { title: `Attend bench: ${name} on ${modelDir}`, command });
+  await writeReport(reportPath, results, { title: `Attend bench: ${name} on ${modelName}`, command });
   process.stdout.write(`\nresults: ${resultsPath}\nreport:  ${reportPath}\n`);
 }

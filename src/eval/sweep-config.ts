@@ -36,7 +36,7 @@ const DEPTHS = [0, 0.25, 0.5, 0.75, 1];
 const RULER_TASKS = ['passkey', 'niah_single', 'niah_multikey', 'niah_multivalue', 'niah_multiquery', 'vt', 'fwe', 'qa'];
 
 export const PRESETS: Record<string, SweepConfig> = {
-  /** The main job (npm start): a compact comparison in about five minutes on two cores. */
+  /** The main job (npm start): a compact comparison in a few minutes on two cores. */
   quick: {
     tasks: ['niah_single'],
     contextLengths: [2048, 4096],
@@ -49,7 +49,7 @@ export const PRESETS: Record<string, SweepConfig> = {
       { press: 'pyramidkv', ratios: [0.5, 0.75] },
       { press: 'h2o', ratios: [0.5, 0.75] },
     ],
-    queryAware: [false],
+    queryAware: [false, true],
     prefillChunk: 512,
     seed: 1,
   },
