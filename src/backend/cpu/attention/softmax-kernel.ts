@@ -1,5 +1,5 @@
 /**
- * The attention softmax as a WebAssembly SIMD kernel, emitted from TypeScript at load time (wasm-emit.ts).
+ * The attention softmax as a WebAssembly SIMD kernel, emitted from TypeScript at load time (../wasm/encoder.ts).
  *
  * exp: f32x4 Cody–Waite range reduction (n = round(x·log2 e) by the 1.5·2²³ trick, r = x − n·ln2 in two parts so
  * n·C1 is exact), a degree-7 polynomial for e^r on |r| ≤ ln2/2 (Cephes expf coefficients), then ·2ⁿ built in the
@@ -14,7 +14,7 @@
  * below about 1.2e-38·len, so that the normalised probability would be subnormal) are set to 0: subnormal arithmetic
  * costs x86 cores a hundred cycles or more, here and in the P·V product, and such a term is below 2^-126 of the sum.
  */
-import { assemble, Func, T, type MemoryImport } from './wasm-emit.js';
+import { assemble, Func, T, type MemoryImport } from '../wasm/encoder.js';
 
 const LOG2E = 1.4426950408889634;
 const MAGIC = 12582912; // 1.5·2²³: adding it rounds an f32 of magnitude < 2²² to an integer, kept in the low bits

@@ -1,13 +1,18 @@
 /**
- * A small WebAssembly binary emitter for the attention kernels: typed locals (i32, f32, f64, v128), functions with
- * at most one result, one imported memory, exports. It complements matmul/wasm-encoder.ts (which the GEMM kernel
- * uses and which only knows i32/v128 locals) with the scalar float and the f32x4 / f64x2 opcodes an exp needs.
- * Opcode numbers follow the WebAssembly 2.0 core spec (SIMD: 0xfd prefix, LEB128 sub-opcode).
+ * A small WebAssembly binary encoder, shared by the CPU backend's SIMD kernels (matmul/wasm-kernel.ts, the GEMM, and
+ * attention/softmax-kernel.ts, the softmax). It exists so that those kernels are emitted from TypeScript at load time:
+ * the portable path needs no assembler, compiler or .wasm build step, at build time or at run time.
+ *
+ * It encodes just what the kernels use: typed locals (i32, f32, f64, v128), functions with at most one result, one
+ * imported memory (`env.memory`), function exports, structured control flow, direct calls, scalar and SIMD loads and
+ * stores, constants, and a table of scalar and SIMD opcodes. Opcode numbers follow the WebAssembly 2.0 core spec
+ * (SIMD: 0xfd prefix, LEB128 sub-opcode).
  */
 
 export const T = { i32: 0x7f, f32: 0x7d, f64: 0x7c, v128: 0x7b } as const;
 export type ValType = (typeof T)[keyof typeof T];
 
+/** Unsigned LEB128. */
 export function u32(v: number): number[] {
   const out: number[] = [];
   do {
@@ -19,6 +24,7 @@ export function u32(v: number): number[] {
   return out;
 }
 
+/** Signed LEB128 (32-bit). */
 export function s32(v: number): number[] {
   const out: number[] = [];
   v |= 0;
@@ -64,7 +70,10 @@ const SIMD = {
 export type ScalarOp = keyof typeof OP;
 export type SimdOp = keyof typeof SIMD;
 
-/** One function body; parameters are locals 0..params.length−1. */
+/**
+ * One function body; parameters are locals 0..params.length−1, further locals are declared with `local` before or
+ * while emitting code. Memory instructions take a byte `offset` and, where it varies, the alignment hint as log2 bytes.
+ */
 export class Func {
   readonly code: number[] = [];
   private readonly localTypes: ValType[] = [];
@@ -85,12 +94,15 @@ export class Func {
     for (const b of bytes) this.code.push(b);
     return this;
   }
+  private simd(op: number, ...imm: number[]): this {
+    return this.emit(0xfd, ...u32(op), ...imm);
+  }
 
   op(name: ScalarOp): this {
     return this.emit(OP[name]);
   }
   v(name: SimdOp): this {
-    return this.emit(0xfd, ...u32(SIMD[name]));
+    return this.simd(SIMD[name]);
   }
   get(i: number): this {
     return this.emit(0x20, ...u32(i));
@@ -112,10 +124,11 @@ export class Func {
   }
   /** v128.const with four f32 lanes equal to v. */
   f32x4(v: number): this {
-    return this.emit(0xfd, ...u32(0x0c), ...bytesOf(new Float32Array([v, v, v, v])));
+    return this.simd(0x0c, ...bytesOf(new Float32Array([v, v, v, v])));
   }
+  /** v128.const with four i32 lanes equal to v. */
   i32x4(v: number): this {
-    return this.emit(0xfd, ...u32(0x0c), ...bytesOf(new Int32Array([v, v, v, v])));
+    return this.simd(0x0c, ...bytesOf(new Int32Array([v, v, v, v])));
   }
   v128Zero(): this {
     return this.i32x4(0);
@@ -123,6 +136,10 @@ export class Func {
   /** local[i] += v (i32). */
   inc(i: number, v: number): this {
     return this.get(i).i32(v).op('i32.add').set(i);
+  }
+  /** call of the function at index `fnIndex` (its position in `assemble`'s list). */
+  call(fnIndex: number): this {
+    return this.emit(0x10, ...u32(fnIndex));
   }
 
   i32Load(offset = 0): this {
@@ -137,30 +154,38 @@ export class Func {
   f64Store(offset = 0): this {
     return this.emit(0x39, 3, ...u32(offset));
   }
-  v128Load(offset = 0): this {
-    return this.emit(0xfd, ...u32(0x00), 0, ...u32(offset));
+  /** v128.load; `align` is the alignment hint as log2 bytes (0: none promised, 4: 16-byte aligned). */
+  v128Load(offset = 0, align = 0): this {
+    return this.simd(0x00, align, ...u32(offset));
   }
-  v128Store(offset = 0): this {
-    return this.emit(0xfd, ...u32(0x0b), 0, ...u32(offset));
+  /** v128.store; `align` as for v128Load. */
+  v128Store(offset = 0, align = 0): this {
+    return this.simd(0x0b, align, ...u32(offset));
+  }
+  /** v128.load32_splat: one f32 (or i32) from memory into all four lanes. */
+  load32Splat(offset = 0): this {
+    return this.simd(0x09, 2, ...u32(offset));
   }
   f32x4Extract(lane: number): this {
-    return this.emit(0xfd, ...u32(0x1f), lane);
+    return this.simd(0x1f, lane);
   }
   f32x4Replace(lane: number): this {
-    return this.emit(0xfd, ...u32(0x20), lane);
+    return this.simd(0x20, lane);
   }
   f64x2Extract(lane: number): this {
-    return this.emit(0xfd, ...u32(0x21), lane);
+    return this.simd(0x21, lane);
   }
   shuffle(lanes: number[]): this {
-    return this.emit(0xfd, ...u32(0x0d), ...lanes);
+    return this.simd(0x0d, ...lanes);
   }
 
+  /** `block` (label 0 inside `body` breaks out of it). */
   block(body: () => void): this {
     this.emit(0x02, 0x40);
     body();
     return this.emit(0x0b);
   }
+  /** `loop` (label 0 inside `body` continues it). */
   loop(body: () => void): this {
     this.emit(0x03, 0x40);
     body();
@@ -194,6 +219,7 @@ export class Func {
     );
   }
 
+  /** The code-section entry: size, run-length-grouped local declarations, instructions, `end`. */
   body(): number[] {
     const groups: [number, ValType][] = [];
     for (const t of this.localTypes) {
