@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { matmulBackendInfo } from '../backend/cpu/matmul.js';
+import { benchKvMemory } from './kv-memory.js';
 import { benchBandwidth, benchMatmul } from './matmul.js';
 import { type BenchOptions, type BenchSection, markdownTable, type Row } from './report.js';
 
@@ -14,6 +15,8 @@ import { type BenchOptions, type BenchSection, markdownTable, type Row } from '.
 export const sections: BenchSection[] = [
   { name: 'bandwidth', title: 'Memory bandwidth', run: benchBandwidth },
   { name: 'matmul', title: 'Matrix multiply', run: (opts) => benchMatmul(opts) },
+  { name: 'kv-memory', title: 'KV memory during prefill (attend-mini)', run: benchKvMemory },
+  { name: 'model', title: 'Prefill and decode (attend-mini)', run: (opts) => import('./model.js').then((m) => m.benchModel(opts)) },
 ];
 
 function machine(): string {
