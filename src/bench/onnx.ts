@@ -4,58 +4,7 @@
  * weights make a chain, one node each, like a model's layers in decode.
  */
 
-/** Protobuf writer for the handful of field kinds an ONNX model needs. */
-class Proto {
-  private parts: Uint8Array[] = [];
-  private size = 0;
-
-  private push(bytes: Uint8Array): void {
-    this.parts.push(bytes);
-    this.size += bytes.length;
-  }
-
-  private varint(v: number): void {
-    const out: number[] = [];
-    while (v >= 0x80) {
-      out.push((v % 0x80) | 0x80);
-      v = Math.floor(v / 0x80);
-    }
-    out.push(v);
-    this.push(Uint8Array.from(out));
-  }
-
-  /** Varint field (int32/int64 ≥ 0). */
-  int(field: number, v: number): this {
-    this.varint(field * 8);
-    this.varint(v);
-    return this;
-  }
-
-  bytes(field: number, data: Uint8Array): this {
-    this.varint(field * 8 + 2);
-    this.varint(data.length);
-    this.push(data);
-    return this;
-  }
-
-  string(field: number, s: string): this {
-    return this.bytes(field, new TextEncoder().encode(s));
-  }
-
-  message(field: number, m: Proto): this {
-    return this.bytes(field, m.finish());
-  }
-
-  finish(): Uint8Array {
-    const out = new Uint8Array(this.size);
-    let at = 0;
-    for (const p of this.parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
-  }
-}
+import { Proto } from './protobuf.js';
 
 const FLOAT = 1;
 
