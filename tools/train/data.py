@@ -47,6 +47,18 @@ MIX = {
 }
 MIN_TASK_TOKENS = 160
 
+# Mixes by name (train.py --mix). "v1" trained the first 400M tokens of attend-mini from scratch.
+# "v2" (the continuation stage) targets what v1 left weak, passkey at 8K with the needle at depth 0:
+# twice the passkey share, needles placed exactly at the first or last unit a quarter of the time
+# (uniform depths almost never put a needle there), and a third of the rows given to one task
+# instance that fills the whole row, so full-length haystacks are common.
+MIXES = {
+    "v1": dict(mix=MIX, edge_depth=(0.0, 0.0), full_row=0.0),
+    "v2": dict(mix={**MIX, "passkey": 0.14, "niah_single": 0.22, "niah_multikey": 0.12, "vt": 0.10, "kv": 0.06},
+               edge_depth=(0.15, 0.10), full_row=0.33),
+}
+EDGE_DEPTH_TASKS = ("passkey", "niah_single", "niah_multikey")
+
 
 # ----------------------------------------------------------------------------------------------
 # Tokenizer
@@ -126,14 +138,16 @@ def tokenize_docs(tok, docs: list[dict]) -> np.ndarray:
 # Worker side
 # ----------------------------------------------------------------------------------------------
 class RowBuilder:
-    def __init__(self, tokenizer_json: str, train_tokens: str, train_docs: str, seed: int):
+    def __init__(self, tokenizer_json: str, train_tokens: str, train_docs: str, seed: int, mix: str = "v1"):
         from tokenizers import Tokenizer
         self.tok = Tokenizer.from_file(tokenizer_json)
         self.plain = np.load(train_tokens, mmap_mode="r")
         self.corpus = tasks.Corpus(tasks.Corpus.load_jsonl_xz(train_docs))
         self.seed = seed
-        self.names = list(MIX)
-        self.weights = [MIX[n] for n in self.names]
+        spec = MIXES[mix]
+        self.names = list(spec["mix"])
+        self.weights = [spec["mix"][n] for n in self.names]
+        self.edge_depth, self.full_row = spec["edge_depth"], spec["full_row"]
 
     def enc(self, text):
         return self.tok.encode(text, add_special_tokens=False).ids
@@ -146,10 +160,17 @@ class RowBuilder:
         """(ids, roles) of one task sample with at most max_tokens tokens, or None."""
         name = rng.choices(self.names, self.weights)[0]
         seed = rng.getrandbits(48)
+        depth = None  # the generator draws a uniform depth
+        if name in EDGE_DEPTH_TASKS and any(self.edge_depth):
+            u = rng.random()
+            if u < self.edge_depth[0]:
+                depth = 0.0
+            elif u < sum(self.edge_depth):
+                depth = 1.0
         scale = 0.97
         for _ in range(4):
             nchars = max(64, int((target - 24) * self.cpt[name] * scale))
-            s = tasks.generate(name, "train", seed, nchars, self.corpus, train_variation=True)
+            s = tasks.generate(name, "train", seed, nchars, self.corpus, depth=depth, train_variation=True)
             chat = rng.random() < P_CHAT
             if chat:
                 prompt = "<|user|>\n" + s.prompt[: -len("\nAnswer:")] + "\n<|assistant|>\n"
@@ -174,7 +195,10 @@ class RowBuilder:
         first = True
         while L - used >= MIN_TASK_TOKENS:
             rem = L - used
-            frac = max(0.05, rng.random() ** 0.5) if first else rng.uniform(0.3, 1.0)
+            if first and self.full_row and rng.random() < self.full_row:
+                frac = 1.0
+            else:
+                frac = max(0.05, rng.random() ** 0.5) if first else rng.uniform(0.3, 1.0)
             target = max(MIN_TASK_TOKENS, int(rem * frac))
             r = self.task_sample(rng, rem, target)
             first = False

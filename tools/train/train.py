@@ -60,6 +60,7 @@ def parse():
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--decay-frac", type=float, default=0.25)
     ap.add_argument("--wd", type=float, default=0.1)
+    ap.add_argument("--mix", choices=sorted(D.MIXES), default="v1", help="training task mix (data.py MIXES)")
     ap.add_argument("--ans-weight", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--compile", type=int, default=0, help="torch.compile (compiling took > 35 s in the smoke test; eager is the default)")
@@ -215,7 +216,7 @@ def main():
         ev_pool, ev_async = D.build_eval_async(tok_path, held_docs_path, specs, procs=4)
 
     rb_args = dict(tokenizer_json=tok_path, train_tokens=os.path.join(a.out, "train_tokens.npy"),
-                   train_docs=train_docs_path, seed=a.seed)
+                   train_docs=train_docs_path, seed=a.seed, mix=a.mix)
     loader = D.Loader(a.workers, rb_args)
 
     # -------------------------------------------------------------- models
