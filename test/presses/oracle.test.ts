@@ -1,0 +1,135 @@
+/**
+ * Attend's presses keep the same entries as the reference implementations, on the bundled attend-mini:
+ * NVIDIA kvpress for StreamingLLM, SnapKV, PyramidKV, observed attention, TOVA, key norm and AdaKV, and the
+ * official FMInference/H2O real-drop cache for H2O (after the prefill and after every decoded token).
+ * Per layer and KV head the kept positions must be equal, except where two entries score exactly the same (key
+ * norms of a repeated token in layer 0, attention that underflows to 0): torch.topk breaks such ties its own way,
+ * Attend keeps the earlier entry. So a difference passes only if every entry it involves has the same Attend score
+ * as the others of its layer's difference (within TIE); today that happens for TOVA, key norm and AdaKV.
+ * Where the entries are equal, the last row of logits on the compressed cache must match within 1e-3 (as the
+ * bundled-model parity test); where a tie was broken differently the caches differ, so logits are not compared.
+ * Oracle and adaptations: tools/fixtures/make_press_oracle.py; fixture: test/fixtures/press-oracle/.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { KVCache } from '../../src/cache/kv-cache.js';
+import { prefill } from '../../src/generate/prefill.js';
+import { loadModel } from '../../src/models/load.js';
+import { newCache } from '../../src/models/model.js';
+import type { Press } from '../../src/presses/press.js';
+import { createPress } from '../../src/presses/registry.js';
+import { CompressionSession } from '../../src/presses/runner.js';
+import { maxAbsDiff, readF32 } from '../helpers/fixtures.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const FIXTURE = join(ROOT, 'test', 'fixtures', 'press-oracle');
+const TIE = 1e-6;
+
+interface OracleCase {
+  name: string;
+  press: string;
+  ratio: number;
+  options: Record<string, number | string>;
+  oracle: string;
+  kept: number[][][];
+  kept_after_decode?: number[][][];
+  decode_ids?: number[];
+  logits?: string;
+}
+
+const ref = JSON.parse(readFileSync(join(FIXTURE, 'oracle.json'), 'utf8')) as {
+  model: string;
+  weights_sha256: string;
+  context_ids: number[];
+  question_ids: number[];
+  cases: OracleCase[];
+};
+const modelDir = join(ROOT, 'models', ref.model);
+const lm = loadModel(modelDir);
+
+function keptPositions(cache: KVCache): number[][][] {
+  return cache.layers.map((layer) => layer.heads.map((head) => Array.from(head.positions).sort((a, b) => a - b)));
+}
+
+/**
+ * Asserts that the kept entries equal the oracle's up to ties, and returns whether they are exactly equal.
+ * `scores[l][h]` are Attend's scores of layer l's entries before compression (indexed by position then).
+ */
+function assertSameEntries(actual: number[][][], expected: number[][][], scores: Float32Array[][] | undefined, what: string): boolean {
+  let exact = true;
+  expected.forEach((heads, l) => {
+    const differing: number[] = [];
+    let extra = 0;
+    let missing = 0;
+    heads.forEach((want, h) => {
+      const got = actual[l][h];
+      const onlyAttend = got.filter((p) => !want.includes(p));
+      const onlyOracle = want.filter((p) => !got.includes(p));
+      extra += onlyAttend.length;
+      missing += onlyOracle.length;
+      for (const p of [...onlyAttend, ...onlyOracle]) differing.push(scores?.[l]?.[h]?.[p] ?? NaN);
+      if (!scores) assert.deepEqual(got, want, `${what}: layer ${l} head ${h} keeps different entries`);
+    });
+    if (differing.length === 0) return;
+    exact = false;
+    const spread = Math.max(...differing) - Math.min(...differing);
+    assert.ok(extra === missing && spread <= TIE * Math.max(1, Math.abs(differing[0])),
+      `${what}: layer ${l} keeps ${extra} entries the oracle drops and drops ${missing} it keeps, not a tie (score spread ${spread})`);
+  });
+  return exact;
+}
+
+/** Wraps a press so that the scores it gives each layer (before compression) are kept, indexed by position. */
+function recordScores(press: Press): Float32Array[][] {
+  const byLayer: Float32Array[][] = [];
+  const score = press.score.bind(press);
+  press.score = (view) => {
+    const s = score(view);
+    byLayer[view.layer] = view.cache.heads.map((head, h) => {
+      const byPosition = new Float32Array(view.seen).fill(NaN);
+      head.positions.forEach((p, i) => (byPosition[p] = s[h][i]));
+      return byPosition;
+    });
+    return s;
+  };
+  return byLayer;
+}
+
+test('the oracle fixture was made from the bundled weights', () => {
+  const hash = createHash('sha256');
+  for (const f of readdirSync(modelDir).filter((f) => f.endsWith('.safetensors')).sort()) hash.update(readFileSync(join(modelDir, f)));
+  assert.equal(hash.digest('hex'), ref.weights_sha256, 'models/attend-mini changed: run tools/fixtures/make_press_oracle.py again');
+});
+
+for (const c of ref.cases) {
+  test(`${c.name}: same entries as ${c.oracle}`, () => {
+    const cache = newCache(lm.config, 'f32');
+    const press = createPress(c.press, c.options);
+    const scores = recordScores(press);
+    const decode = c.decode_ids ? { every: 1 } : undefined;
+    const session = new CompressionSession({ press, budget: { ratio: c.ratio }, during: 'prefill', decode }, lm.model, cache);
+    prefill(lm.model, cache, ref.context_ids, { observer: session.observer, afterChunk: (_, end) => session.afterChunk(end, ref.context_ids.length) });
+    let exact = assertSameEntries(keptPositions(cache), c.kept, scores, 'after the prefill');
+
+    let last: Float32Array;
+    if (c.decode_ids) {
+      let logits = new Float32Array();
+      for (const id of c.decode_ids) {
+        logits = lm.model.forward([id], cache, { observer: session.observer }).f32;
+        session.afterDecodeStep();
+      }
+      exact = assertSameEntries(keptPositions(cache), c.kept_after_decode!, undefined, 'after decoding') && exact;
+      last = logits;
+    } else {
+      const logits = lm.model.forward(ref.question_ids, cache).f32;
+      last = logits.subarray(logits.length - lm.config.vocabSize);
+    }
+    if (c.logits && exact) {
+      const want = readF32(join(FIXTURE, c.logits));
+      assert.ok(maxAbsDiff(last, want) < 1e-3, `logits on the compressed cache: max |Δ| ${maxAbsDiff(last, want)}`);
+    }
+  });
+}
