@@ -21,6 +21,8 @@ interface Flags {
   config?: string;
   out?: string;
   limit?: number;
+  /** Overrides the sweep's sharedPrefill when given. */
+  sharedPrefill?: boolean;
 }
 
 export function registerBench(program: Command): void {
@@ -32,13 +34,16 @@ export function registerBench(program: Command): void {
     .option('--config <file>', 'a JSON sweep config (see docs/bench.md)')
     .option('--out <dir>', 'where results.jsonl and report.html go (default: bench-results/<preset>)')
     .option('--limit <n>', 'run at most n cells (the rest stay for a later, resumed run)', parseCount('--limit'))
+    .option('--shared-prefill', 'prefill each instance once for all methods that see the same prefill (default for ruler)')
+    .option('--no-shared-prefill', "run every cell's prefill, so TTFT is each method's own")
     .action(async (flags: Flags) => runBench(flags));
 }
 
 export async function runBench(flags: Flags): Promise<void> {
   check(!(flags.preset && flags.config), 'give --preset or --config, not both');
   const name = flags.preset ?? (flags.config ? 'custom' : 'quick');
-  const config = flags.config ? readSweepConfig(flags.config) : presetByName(name);
+  const given = flags.config ? readSweepConfig(flags.config) : presetByName(name);
+  const config = { ...given, sharedPrefill: flags.sharedPrefill ?? given.sharedPrefill };
   const modelDir = flags.model ?? defaultModel();
   const out = flags.out ?? join('bench-results', name);
   const lm = loadModel(modelDir);
@@ -46,7 +51,8 @@ export async function runBench(flags: Flags): Promise<void> {
   const modelName = relative(process.cwd(), modelDir) || modelDir;
   const cells = expandSweep(config, modelName).slice(0, flags.limit ?? Infinity);
   const resultsPath = join(out, 'results.jsonl');
-  process.stdout.write(`${cells.length} cells (${name}) on ${modelName} → ${resultsPath}\n`);
+  const shared = config.sharedPrefill ? ', shared prefill' : '';
+  process.stdout.write(`${cells.length} cells (${name}${shared}) on ${modelName} → ${resultsPath}\n`);
   const bar = new SingleBar({
     format: '{bar} {value}/{total} cells | ETA {eta_formatted} | {cell}',
     hideCursor: true,
@@ -55,8 +61,9 @@ export async function runBench(flags: Flags): Promise<void> {
     noTTYOutput: false,
   });
   bar.start(cells.length, 0, { cell: '' });
-  const results = await runSweep(lm, cells, resultsPath, ({ done, cell }) => {
-    bar.update(done, { cell: `${cell.task} ${cell.contextLength} ${cell.method}` });
+  const results = await runSweep(lm, cells, resultsPath, {
+    sharedPrefill: config.sharedPrefill,
+    onProgress: ({ done, cell }) => bar.update(done, { cell: `${cell.task} ${cell.contextLength} ${cell.method}` }),
   });
   bar.stop();
   process.stdout.write(`\n${formatSummary(summarise(results))}\n`);

@@ -9,6 +9,7 @@
  * Context and question are tokenized separately (the question without special tokens), so that both modes see
  * the same ids.
  */
+import type { KVCache } from '../cache/kv-cache.js';
 import { generate } from '../generate/generate.js';
 import { prefill } from '../generate/prefill.js';
 import type { LoadedModel } from '../models/load.js';
@@ -31,7 +32,7 @@ export function planOf(key: CellKey): CompressionPlan | undefined {
 }
 
 /** Highest resident memory seen, sampled at chunk boundaries. */
-class MemoryProbe {
+export class MemoryProbe {
   peakRss = process.memoryUsage().rss;
   peakKv = 0;
 
@@ -44,12 +45,25 @@ class MemoryProbe {
 export async function runCell(lm: LoadedModel, key: CellKey, instance: TaskInstance | PerplexityInstance): Promise<CellMetrics> {
   return instance.task === 'perplexity'
     ? runPerplexity(lm, key, instance as PerplexityInstance)
-    : runGeneration(lm, key, instance as TaskInstance);
+    : (await runGeneration(lm, key, instance as TaskInstance)).metrics;
 }
 
-async function runGeneration(lm: LoadedModel, key: CellKey, instance: TaskInstance): Promise<CellMetrics> {
-  const contextIds = lm.tokenizer.encode(instance.context);
-  const questionIds = lm.tokenizer.encode(instance.question, { addSpecialTokens: false });
+/** A generation cell's metrics, and the cache it ended with (for tests that compare what was kept). */
+export interface GenerationRun {
+  metrics: CellMetrics;
+  cache: KVCache;
+}
+
+/** Context and question ids, tokenized apart so that both query modes see the same ids. */
+export function promptParts(lm: LoadedModel, instance: TaskInstance): { contextIds: number[]; questionIds: number[] } {
+  return {
+    contextIds: lm.tokenizer.encode(instance.context),
+    questionIds: lm.tokenizer.encode(instance.question, { addSpecialTokens: false }),
+  };
+}
+
+export async function runGeneration(lm: LoadedModel, key: CellKey, instance: TaskInstance): Promise<GenerationRun> {
+  const { contextIds, questionIds } = promptParts(lm, instance);
   const plan = planOf(key);
   const cache = newCache(lm.config);
   const probe = new MemoryProbe();
@@ -82,9 +96,19 @@ async function runGeneration(lm: LoadedModel, key: CellKey, instance: TaskInstan
     afterPrefillChunk,
   });
   probe.sample(out.cacheBytes);
+  const metrics = generationMetrics(instance, out, probe, contextIds.length + questionIds.length, contextMs + out.prefillMs);
+  return { metrics, cache };
+}
+
+/** TTFT is the time until the first token's logits exist (prefill, compression, question); sampling it is decoding. */
+export function generationMetrics(
+  instance: TaskInstance,
+  out: { text: string; cacheBytes: number; newTokens: number; decodeMs: number },
+  probe: MemoryProbe,
+  promptTokens: number,
+  ttftMs: number,
+): CellMetrics {
   const prediction = out.text;
-  const promptTokens = contextIds.length + questionIds.length;
-  const ttftMs = contextMs + out.prefillMs;
   return {
     accuracy: instance.metric === 'all' ? scoreAll(prediction, instance.answers) : scorePart(prediction, instance.answers),
     prediction,

@@ -30,6 +30,11 @@ export interface SweepConfig {
   prefillChunk: number;
   /** Base of the instance seeds (same seed, same instances). */
   seed: number;
+  /**
+   * Prefill each instance once for all the methods that see the same prefill (eval/shared-prefill.ts): same
+   * answers and bytes, far less time, but TTFT no longer measures each method's own prefill.
+   */
+  sharedPrefill: boolean;
 }
 
 const DEPTHS = [0, 0.25, 0.5, 0.75, 1];
@@ -52,6 +57,7 @@ export const PRESETS: Record<string, SweepConfig> = {
     queryAware: [false, true],
     prefillChunk: 512,
     seed: 1,
+    sharedPrefill: false,
   },
   /** RULER-style: every task at 4K and 8K, four methods at three budgets, query-agnostic and aware. */
   ruler: {
@@ -71,6 +77,7 @@ export const PRESETS: Record<string, SweepConfig> = {
     queryAware: [false, true],
     prefillChunk: 512,
     seed: 1,
+    sharedPrefill: true,
   },
   /** Needle in a haystack: depth × length grid. */
   niah: {
@@ -88,6 +95,7 @@ export const PRESETS: Record<string, SweepConfig> = {
     queryAware: [false],
     prefillChunk: 512,
     seed: 1,
+    sharedPrefill: false,
   },
 };
 
@@ -122,6 +130,7 @@ export function validateSweep(config: SweepConfig, modelContext: number, source:
   }
   for (const d of config.depths) check(d >= 0 && d <= 1, `${source}: depth ${d} is outside [0, 1]`);
   check(Number.isInteger(config.samples) && config.samples > 0, `${source}: samples must be a whole number > 0`);
+  check(typeof config.sharedPrefill === 'boolean', `${source}: sharedPrefill must be true or false`);
   for (const m of config.methods) {
     if (m.press === 'full') continue;
     resolveOptions(pressEntry(m.press), m.options ?? {});

@@ -1,15 +1,17 @@
 /**
  * Runs the cells of a sweep and appends one JSON line per cell to `results.jsonl`. Resumable: cells whose line
  * is already there are skipped, so an interrupted sweep continues where it stopped (a torn last line is ignored).
- * Each prompt is built once for all the methods that run on it.
+ * Each prompt is built once for all the methods that run on it, and with `sharedPrefill` prefilled once for all
+ * those that see the same prefill.
  */
 import { execSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { LoadedModel } from '../models/load.js';
 import { runCell } from './run-cell.js';
+import { groupBySharedPrefill, runSharedPrefill } from './shared-prefill.js';
 import { taskByName } from './tasks/index.js';
-import { type CellKey, type CellResult, cellId, type PerplexityInstance, type TaskInstance } from './types.js';
+import { type CellKey, type CellMetrics, type CellResult, cellId, type PerplexityInstance, type TaskInstance } from './types.js';
 
 export interface SweepProgress {
   done: number;
@@ -42,13 +44,14 @@ export function gitCommit(): string {
   }
 }
 
-/** Runs the cells not yet in `resultsPath`; returns every result of the sweep's cells (old and new). */
-export async function runSweep(
-  lm: LoadedModel,
-  cells: CellKey[],
-  resultsPath: string,
-  onProgress?: (p: SweepProgress) => void,
-): Promise<CellResult[]> {
+export interface SweepOptions {
+  /** Cells of one instance that see the same prefill run it once (eval/shared-prefill.ts). */
+  sharedPrefill?: boolean;
+  onProgress?: (p: SweepProgress) => void;
+}
+
+/** Runs the cells not yet in `resultsPath`; returns every result of the sweep's cells (old and new), in order. */
+export async function runSweep(lm: LoadedModel, cells: CellKey[], resultsPath: string, opts: SweepOptions = {}): Promise<CellResult[]> {
   mkdirSync(dirname(resultsPath), { recursive: true });
   // A run killed mid-write leaves a torn last line: end it so new lines start clean.
   if (existsSync(resultsPath) && !readFileSync(resultsPath, 'utf8').endsWith('\n') && statSync(resultsPath).size > 0) {
@@ -56,31 +59,52 @@ export async function runSweep(
   }
   const existing = new Map(readResults(resultsPath).map((r) => [cellId(r), r]));
   const commit = gitCommit();
-  const results: CellResult[] = [];
+  const results = new Map<string, CellResult>();
   let done = 0;
-  let instance: { id: string; value: TaskInstance | PerplexityInstance } | undefined;
-  for (const cell of cells) {
-    const previous = existing.get(cellId(cell));
-    if (previous) {
-      results.push(previous);
-      onProgress?.({ done: ++done, total: cells.length, cell, result: previous });
-      continue;
-    }
-    const instanceId = JSON.stringify([cell.task, cell.contextLength, cell.depth, cell.seed]);
-    if (instance?.id !== instanceId) {
-      const value = taskByName(cell.task).generate({
-        seed: cell.seed,
-        contextLength: cell.contextLength,
-        depth: cell.depth ?? undefined,
-        tokenizer: lm.tokenizer,
-      });
-      instance = { id: instanceId, value };
-    }
-    const metrics = await runCell(lm, cell, instance.value);
+  const finish = (cell: CellKey, result: CellResult) => {
+    results.set(cellId(cell), result);
+    opts.onProgress?.({ done: ++done, total: cells.length, cell, result });
+  };
+  const record = (cell: CellKey, metrics: CellMetrics) => {
     const result: CellResult = { ...cell, commit, date: new Date().toISOString(), metrics };
     appendFileSync(resultsPath, JSON.stringify(result) + '\n');
-    results.push(result);
-    onProgress?.({ done: ++done, total: cells.length, cell, result });
+    finish(cell, result);
+  };
+  for (const group of byInstance(cells)) {
+    const pending = group.filter((cell) => {
+      const previous = existing.get(cellId(cell));
+      if (previous) finish(cell, previous);
+      return !previous;
+    });
+    if (pending.length === 0) continue;
+    const instance = generateInstance(lm, pending[0]);
+    const shareable = opts.sharedPrefill && instance.task !== 'perplexity';
+    for (const batch of shareable ? groupBySharedPrefill(pending) : pending.map((cell) => [cell])) {
+      if (batch.length > 1) await runSharedPrefill(lm, batch, instance as TaskInstance, (cell, run) => record(cell, run.metrics));
+      else record(batch[0], await runCell(lm, batch[0], instance));
+    }
   }
-  return results;
+  return cells.map((cell) => results.get(cellId(cell))!);
+}
+
+/** Consecutive cells of one task instance (expandSweep puts them together). */
+function byInstance(cells: CellKey[]): CellKey[][] {
+  const groups: CellKey[][] = [];
+  let last: string | undefined;
+  for (const cell of cells) {
+    const id = JSON.stringify([cell.task, cell.contextLength, cell.depth, cell.seed]);
+    if (id !== last) groups.push([]);
+    groups.at(-1)!.push(cell);
+    last = id;
+  }
+  return groups;
+}
+
+function generateInstance(lm: LoadedModel, cell: CellKey): TaskInstance | PerplexityInstance {
+  return taskByName(cell.task).generate({
+    seed: cell.seed,
+    contextLength: cell.contextLength,
+    depth: cell.depth ?? undefined,
+    tokenizer: lm.tokenizer,
+  });
 }

@@ -79,6 +79,13 @@ export interface CellMetrics {
   ttftMs: number;
   prefillTokensPerS: number;
   decodeTokensPerS: number;
+  /**
+   * The prompt was prefilled once for this cell and others of its instance (eval/shared-prefill.ts): prediction
+   * and bytes are those of a run of its own; ttftMs is the shared prefill's time plus this cell's compression
+   * (and, query-agnostic, its question tokens), prefillTokensPerS follows from it; peakKvBytes is the full cache at
+   * the end of the prefill, as in a run of its own; peakRssBytes also counts the shared cache kept meanwhile.
+   */
+  sharedPrefill?: true;
 }
 
 /** One JSON line of the results file. */

@@ -32,6 +32,11 @@ export interface GenerateOptions extends SamplingOptions {
    */
   session?: CompressionSession;
   compressPrompt?: boolean;
+  /**
+   * The prompt is already in `cache` (prefilled once for several continuations); these are its last logits.
+   * Nothing is prefilled and `history` for the repetition penalty is still `promptIds`.
+   */
+  prefilledLogits?: Float32Array;
   /** Called after each prefill chunk is in the cache, before it is compressed (the cache at its fullest). */
   afterPrefillChunk?: PrefillOptions['afterChunk'];
 }
@@ -74,9 +79,10 @@ export async function* generateStream(
     check(Number.isInteger(id) && id >= 0 && id < vocab, `token id ${id} is outside the vocabulary (0…${vocab - 1})`);
   }
   const cache = opts.cache ?? newCache(config, opts.kvDtype);
+  const inCache = opts.prefilledLogits ? 0 : promptIds.length;
   check(
-    cache.nextPosition + promptIds.length <= context,
-    () => `the prompt has ${cache.nextPosition + promptIds.length} tokens, more than the model's context of ${context}`,
+    cache.nextPosition + inCache <= context,
+    () => `the prompt has ${cache.nextPosition + inCache} tokens, more than the model's context of ${context}`,
   );
   const maxNew = opts.maxNewTokens ?? lm.generation.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
   check(Number.isInteger(maxNew) && maxNew >= 0, `max new tokens must be a whole number ≥ 0, got ${maxNew}`);
@@ -89,14 +95,16 @@ export async function* generateStream(
   const session = opts.session ?? (opts.compression ? new CompressionSession(opts.compression, model, cache) : undefined);
   const compressPrompt = opts.compressPrompt ?? true;
   const t0 = performance.now();
-  let logits = prefill(model, cache, promptIds, {
-    chunkSize: opts.prefillChunk,
-    observer: session?.observer,
-    afterChunk: (c, end) => {
-      opts.afterPrefillChunk?.(c, end);
-      if (compressPrompt) session?.afterChunk(end, promptIds.length);
-    },
-  });
+  let logits =
+    opts.prefilledLogits ??
+    prefill(model, cache, promptIds, {
+      chunkSize: opts.prefillChunk,
+      observer: session?.observer,
+      afterChunk: (c, end) => {
+        opts.afterPrefillChunk?.(c, end);
+        if (compressPrompt) session?.afterChunk(end, promptIds.length);
+      },
+    });
   const prefillMs = performance.now() - t0;
   const t1 = performance.now();
   let newTokens = 0;

@@ -10,16 +10,32 @@ import type { PressNeeds, QueryWindow } from './press.js';
 export const ATTENTION_SUM = 'attention-sum';
 export const ATTENTION_COUNT = 'attention-count';
 
+/** The head statistics a recorder with these needs keeps in the cache. */
+export function recordedStats(needs: PressNeeds): string[] {
+  return needs.attention ? [ATTENTION_SUM, ATTENTION_COUNT] : [];
+}
+
+/** Each layer's query window as a recorder left it (attention sums travel with the cache's entries instead). */
+export type RecordedQueries = readonly (QueryWindow | undefined)[];
+
 export class PressRecorder implements AttentionObserver {
-  private readonly windows: QueryWindow[] = [];
+  private readonly windows: (QueryWindow | undefined)[] = [];
   readonly observe?: (block: AttentionBlock) => void;
 
+  /** `recorded`: continue from another recorder's windows (at least as long as this one's), e.g. a shared prefill's. */
   constructor(
     private readonly cache: KVCache,
     private readonly needs: PressNeeds,
     private readonly width: number,
+    recorded: RecordedQueries = [],
   ) {
     if (needs.attention) this.observe = (block) => this.accumulate(block);
+    recorded.forEach((window, layer) => (this.windows[layer] = window && this.lastRows(window)));
+  }
+
+  /** The query windows so far, for sessions that join this prefill. */
+  recorded(): RecordedQueries {
+    return [...this.windows];
   }
 
   queries(layer: number, q: Float32Array, positions: Int32Array): void {
@@ -40,6 +56,14 @@ export class PressRecorder implements AttentionObserver {
 
   window(layer: number): QueryWindow | undefined {
     return this.windows[layer];
+  }
+
+  /** A copy of the window's last rows, as many as this recorder keeps (none when it keeps no queries). */
+  private lastRows(window: QueryWindow): QueryWindow | undefined {
+    const rows = Math.min(this.needs.queryWindow ?? 0, window.positions.length);
+    if (rows <= 0) return undefined;
+    const from = window.positions.length - rows;
+    return { data: window.data.slice(from * this.width), positions: window.positions.slice(from) };
   }
 
   private accumulate(block: AttentionBlock): void {

@@ -8,9 +8,10 @@
  */
 import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
+import { check } from '../errors.js';
 import type { CausalLM } from '../models/model.js';
 import { type Budget, entriesToKeep, validateBudget } from './budget.js';
-import { PressRecorder } from './observe.js';
+import { PressRecorder, type RecordedQueries } from './observe.js';
 import { type LayerView, type Press, topK } from './press.js';
 
 export interface CompressionPlan {
@@ -35,15 +36,30 @@ export class CompressionSession {
   private decodeTargets?: number[];
   private stepsSinceCompression = 0;
 
+  /** `recorded`: query windows of a prefill that ran without this session (see afterSharedPrefill). */
   constructor(
     readonly plan: CompressionPlan,
     private readonly model: CausalLM,
     private readonly cache: KVCache,
+    recorded?: RecordedQueries,
   ) {
     validateBudget(plan.budget);
     const c = model.config;
-    this.recorder = new PressRecorder(cache, plan.press.needs, c.numHeads * c.headDim);
+    this.recorder = new PressRecorder(cache, plan.press.needs, c.numHeads * c.headDim, recorded);
     this.observer = plan.press.observer?.(cache, this.recorder) ?? this.recorder;
+  }
+
+  /**
+   * A session joining a whole prompt that was prefilled once for several methods: `cache` holds it with this
+   * press's head statistics, `recorded` a recorder's query windows at least as long as the press needs. It is
+   * compressed now, as at the end of the prefill. Presses with their own observer saw nothing, so they cannot.
+   */
+  static afterSharedPrefill(plan: CompressionPlan, model: CausalLM, cache: KVCache, recorded: RecordedQueries): CompressionSession {
+    check(!plan.press.observer, `${plan.press.name} records its own statistics: it cannot join a shared prefill`);
+    check((plan.during ?? 'prefill') === 'prefill', `a shared prefill is compressed once at its end, not per chunk`);
+    const session = new CompressionSession(plan, model, cache, recorded);
+    session.afterChunk(cache.nextPosition, cache.nextPosition);
+    return session;
   }
 
   /** Call after each prefill chunk; `end` tokens of `total` are in. */

@@ -76,3 +76,15 @@ test('bench CLI: bad preset, unknown task, context longer than the model, unread
   fail(['--config', bad], /bad\.json: cannot read the sweep config/);
   assert.equal(existsSync(join(tmp, 'cli', 'results.jsonl')), false);
 });
+
+test('bench CLI: --shared-prefill and --no-shared-prefill override the config', () => {
+  const shared = join(tmp, 'shared.json');
+  writeFileSync(shared, JSON.stringify({ tasks: ['passkey'], contextLengths: [100], sharedPrefill: true }));
+  const header = (...flags: string[]) =>
+    runCli(['bench', '--model', modelDir, '--config', shared, '--out', join(tmp, 'cli'), '--limit', '0', ...flags]).stdout;
+  assert.match(header(), /\(custom, shared prefill\)/);
+  assert.doesNotMatch(header('--no-shared-prefill'), /shared prefill/);
+  writeFileSync(shared, JSON.stringify({ tasks: ['passkey'], contextLengths: [100] }));
+  assert.doesNotMatch(header(), /shared prefill/);
+  assert.match(header('--shared-prefill'), /shared prefill/);
+});
