@@ -10,6 +10,7 @@ import { check } from '../errors.js';
 import { writeReport } from '../eval/report/index.js';
 import { expandSweep, presetByName, readSweepConfig, validateSweep } from '../eval/sweep-config.js';
 import { runSweep } from '../eval/sweep.js';
+import { resultsMarkdown } from '../eval/markdown.js';
 import { formatSummary, summarise } from '../eval/summary.js';
 import { loadModel } from '../models/load.js';
 import { contextLength } from '../models/model.js';
@@ -23,6 +24,7 @@ interface Flags {
   limit?: number;
   /** Overrides the sweep's sharedPrefill when given. */
   sharedPrefill?: boolean;
+  markdown?: boolean;
 }
 
 export function registerBench(program: Command): void {
@@ -36,6 +38,7 @@ export function registerBench(program: Command): void {
     .option('--limit <n>', 'run at most n cells (the rest stay for a later, resumed run)', parseCount('--limit'))
     .option('--shared-prefill', 'prefill each instance once for all methods that see the same prefill (default for ruler)')
     .option('--no-shared-prefill', "run every cell's prefill, so TTFT is each method's own")
+    .option('--markdown', 'print the summary, per-task and per-depth tables as Markdown (as in docs/results.md)')
     .action(async (flags: Flags) => runBench(flags));
 }
 
@@ -66,7 +69,8 @@ export async function runBench(flags: Flags): Promise<void> {
     onProgress: ({ done, cell }) => bar.update(done, { cell: `${cell.task} ${cell.contextLength} ${cell.method}` }),
   });
   bar.stop();
-  process.stdout.write(`\n${formatSummary(summarise(results))}\n`);
+  const summary = summarise(results);
+  process.stdout.write(`\n${flags.markdown ? resultsMarkdown(results, summary) : formatSummary(summary)}\n`);
   const reportPath = join(out, 'report.html');
   const command = `attend bench ${process.argv.slice(3).join(' ')}`.trim();
   await writeReport(reportPath, results, { title: `Attend bench: ${name} on ${modelName}`, command });

@@ -1,0 +1,87 @@
+/**
+ * A sweep's results as Markdown tables, for docs/results.md (`attend bench … --markdown`): the summary per
+ * method, budget and context length; accuracy per task; and, for tasks with a needle depth, accuracy by depth ×
+ * context length per method and budget.
+ */
+import { budgetLabel, type SummaryRow } from './summary.js';
+import type { CellResult } from './types.js';
+
+const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+function table(head: string[], rows: string[][], numericFrom = 1): string {
+  const align = head.map((_, i) => (i >= numericFrom ? '---:' : '---'));
+  return [head, align, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+/** Groups results by a key, keeping first-seen order. */
+function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const x of xs) groups.set(key(x), [...(groups.get(key(x)) ?? []), x]);
+  return groups;
+}
+
+const methodLabel = (r: CellResult) => (r.method === 'full' ? 'full' : `${r.method}, ${budgetLabel(r)}`);
+
+export function summaryMarkdown(rows: SummaryRow[]): string {
+  return table(
+    ['context', 'method', 'budget', 'cells', 'accuracy', 'KV MiB', 'peak KV MiB', 'TTFT s', 'decode tok/s'],
+    rows.map((r) => [
+      String(r.contextLength),
+      r.method,
+      r.budget,
+      String(r.cells),
+      `${(r.accuracy * 100).toFixed(1)}%`,
+      r.kvMiB.toFixed(1),
+      r.peakKvMiB.toFixed(1),
+      r.ttftS.toFixed(1),
+      r.decodeTokensPerS.toFixed(0),
+    ]),
+    3,
+  );
+}
+
+/** Accuracy per task (columns) for each method and budget (rows), one table per context length. */
+export function taskAccuracyMarkdown(results: CellResult[]): string {
+  const tasks = [...new Set(results.map((r) => r.task))];
+  const out: string[] = [];
+  for (const [length, rs] of groupBy(results, (r) => String(r.contextLength))) {
+    const rows = [...groupBy(rs, methodLabel)].map(([label, cells]) => [
+      label,
+      ...tasks.map((t) => {
+        const acc = cells.filter((c) => c.task === t).map((c) => c.metrics.accuracy);
+        return acc.length ? pct(mean(acc)) : '';
+      }),
+      pct(mean(cells.map((c) => c.metrics.accuracy))),
+    ]);
+    out.push(`**${length} tokens**\n\n${table(['method, budget', ...tasks, 'all'], rows)}`);
+  }
+  return out.join('\n\n');
+}
+
+/** Accuracy by needle depth (rows) × context length (columns), one table per method and budget. */
+export function depthMarkdown(results: CellResult[]): string {
+  const withDepth = results.filter((r) => r.depth !== null);
+  const lengths = [...new Set(withDepth.map((r) => r.contextLength))].sort((a, b) => a - b);
+  const depths = [...new Set(withDepth.map((r) => r.depth!))].sort((a, b) => a - b);
+  if (depths.length < 2) return '';
+  return [...groupBy(withDepth, methodLabel)]
+    .map(([label, cells]) => {
+      const rows = depths.map((d) => [
+        String(d),
+        ...lengths.map((n) => {
+          const acc = cells.filter((c) => c.depth === d && c.contextLength === n).map((c) => c.metrics.accuracy);
+          return acc.length ? pct(mean(acc)) : '';
+        }),
+      ]);
+      return `**${label}**\n\n${table(['depth', ...lengths.map(String)], rows)}`;
+    })
+    .join('\n\n');
+}
+
+export function resultsMarkdown(results: CellResult[], summary: SummaryRow[]): string {
+  const parts = [summaryMarkdown(summary), 'Accuracy per task:', taskAccuracyMarkdown(results)];
+  const depth = depthMarkdown(results);
+  if (depth) parts.push('Accuracy by needle depth (rows) and context length (columns):', depth);
+  return parts.join('\n\n');
+}
