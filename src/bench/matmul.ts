@@ -4,6 +4,7 @@
  */
 import { matmulBackendInfo, matmulPathError, matmulReady, matmulTransB, selectMatmul, type MatmulPath } from '../backend/cpu/matmul.js';
 import { openBlas } from '../backend/cpu/matmul/openblas.js';
+import { uniformArray } from '../generate/random.js';
 import { matmulModel } from './onnx.js';
 import type { BenchOptions, Row } from './report.js';
 import { measure, measureBest, sleep } from './timing.js';
@@ -31,19 +32,6 @@ export const MATMUL_CASES: Case[] = [
   { label: '2048×2048, M=1, 16 weights cycled (256 MiB)', m: 1, k: 2048, n: 2048, weights: 16 },
 ];
 
-/** Uniform values in [-1, 1), deterministic. */
-function random(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
-
 function transpose(b: Float32Array, n: number, k: number): Float32Array {
   const t = new Float32Array(k * n);
   for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) t[p * n + j] = b[j * k + p]!;
@@ -66,9 +54,9 @@ export async function benchMatmul(opts: BenchOptions, cases: Case[] = MATMUL_CAS
   const rows: Row[] = [];
   for (const c of cases) {
     const flops = 2 * c.m * c.n * c.k;
-    const a = random(c.m * c.k, 1);
+    const a = uniformArray(c.m * c.k, 1);
     // Scaled by 1/√k so that chained products (the ORT model for cycled weights) stay of order one.
-    const bs = Array.from({ length: c.weights }, (_, i) => random(c.n * c.k, 100 + i).map((x) => x / Math.sqrt(c.k)));
+    const bs = Array.from({ length: c.weights }, (_, i) => uniformArray(c.n * c.k, 100 + i).map((x) => x / Math.sqrt(c.k)));
     const out = new Float32Array(c.m * c.n);
     const caseRows: Row[] = [];
     const row = (impl: string, threads: number, ms: number, note?: string): Row => ({
@@ -158,7 +146,7 @@ export async function benchMatmul(opts: BenchOptions, cases: Case[] = MATMUL_CAS
 export async function benchBandwidth(opts: BenchOptions): Promise<Row[]> {
   const bytes = 256 * 2 ** 20;
   const n = bytes / 4;
-  const x = random(n, 7);
+  const x = uniformArray(n, 7);
   const y = new Float32Array(n).fill(1);
   const rows: Row[] = [];
   const add = (impl: string, threads: number, ms: number, moved: number, note: string) =>

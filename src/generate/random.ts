@@ -32,3 +32,9 @@ export class Random {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/** `n` uniform values in [-1, 1) from `seed`: test and benchmark data that is the same everywhere. */
+export function uniformArray(n: number, seed: number): Float32Array {
+  const rng = new Random(seed);
+  return Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+}

@@ -2,15 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { attention } from '../../src/backend/cpu/attention.js';
 import { LayerCache } from '../../src/cache/kv-cache.js';
+import { uniformArray } from '../../src/generate/random.js';
 import type { AttentionBlock } from '../../src/backend/backend.js';
-
-function random(n: number, seed: number): Float32Array {
-  let s = seed;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-}
 
 /** Plain f64 attention of one query head over explicit (position, key, value) entries. */
 function reference(q: Float32Array, keys: Float32Array[], values: Float32Array[], scale: number): number[] {
@@ -23,8 +16,8 @@ function reference(q: Float32Array, keys: Float32Array[], values: Float32Array[]
 
 function check(heads: number, kvHeads: number, d: number, tokens: number, window: number | null, dropEvery = 0) {
   const layer = LayerCache.empty(kvHeads, d, 'f32');
-  const k = random(tokens * kvHeads * d, 1);
-  const v = random(tokens * kvHeads * d, 2);
+  const k = uniformArray(tokens * kvHeads * d, 1);
+  const v = uniformArray(tokens * kvHeads * d, 2);
   const positions = Int32Array.from({ length: tokens }, (_, i) => i);
   layer.heads.forEach((h, i) => h.append(k, v, positions, i * d, kvHeads * d));
   // Ragged heads: head i drops every (dropEvery + i)-th entry.
@@ -37,7 +30,7 @@ function check(heads: number, kvHeads: number, d: number, tokens: number, window
   // Queries: the last `rows` tokens (as in a prefill chunk) at their positions.
   const rows = Math.min(5, tokens);
   const qPos = positions.subarray(tokens - rows);
-  const q = random(rows * heads * d, 3);
+  const q = uniformArray(rows * heads * d, 3);
   const out = new Float32Array(q.length);
   const blocks: AttentionBlock[] = [];
   attention(q, rows, heads, layer, qPos, { layer: 0, scale: 0.3, window, observer: { observe: (b) => blocks.push(b) } }, out);
@@ -117,10 +110,10 @@ function referenceRow(q: Float32Array, keys: Float32Array, values: Float32Array,
 function checkChunk(c: ChunkCase, path: SoftmaxPath, withObserver: boolean) {
   const { heads, kvHeads, d, tokens, rows, window } = c;
   const layer = LayerCache.empty(kvHeads, d, c.dtype ?? 'f32');
-  const k = random(tokens * kvHeads * d, 11);
-  const v = random(tokens * kvHeads * d, 12);
+  const k = uniformArray(tokens * kvHeads * d, 11);
+  const v = uniformArray(tokens * kvHeads * d, 12);
   // Larger query values give peaked rows (scores of several units), like real attention.
-  const q = random(rows * heads * d, 13).map((x) => x * 4);
+  const q = uniformArray(rows * heads * d, 13).map((x) => x * 4);
   const positions = Int32Array.from({ length: tokens }, (_, i) => i);
   layer.heads.forEach((h, i) => h.append(k, v, positions, i * d, kvHeads * d));
   if (c.dropEvery) {

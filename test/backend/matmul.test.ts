@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { uniformArray } from '../../src/generate/random.js';
 import {
   matmulBackendInfo,
   matmulNN,
@@ -13,19 +14,6 @@ import {
   selectMatmul,
   type MatmulPath,
 } from '../../src/backend/cpu/matmul.js';
-
-/** Deterministic uniform values in [-1, 1). */
-function random(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 /**
  * Checks C against the f64 product: |c − ref| ≤ 1e-5 · Σ|a||b| per element (the scale of rounding error, which
@@ -79,8 +67,8 @@ for (const path of PATHS) {
     for (const [m, n, k] of SHAPES) {
       test(`A·Bᵀ ${m}×${n}×${k}`, () => {
         selectMatmul(path);
-        const a = random(m * k, m * 1000 + k);
-        const b = random(n * k, n * 1000 + k + 7);
+        const a = uniformArray(m * k, m * 1000 + k);
+        const b = uniformArray(n * k, n * 1000 + k + 7);
         const c = new Float32Array(m * n).fill(NaN);
         matmulTransB(a, b, c, m, n, k);
         check(c, a, b, m, n, k, true);
@@ -94,8 +82,8 @@ for (const path of PATHS) {
 
       test(`A·B ${m}×${n}×${k}`, () => {
         selectMatmul(path);
-        const a = random(m * k, m * 31 + k);
-        const b = random(k * n, n * 17 + k);
+        const a = uniformArray(m * k, m * 31 + k);
+        const b = uniformArray(k * n, n * 17 + k);
         const c = new Float32Array(m * n).fill(NaN);
         matmulNN(a, b, c, m, n, k);
         check(c, a, b, m, n, k, false);
@@ -105,8 +93,8 @@ for (const path of PATHS) {
     test('subarray views with offsets, C longer than m·n left alone beyond it', () => {
       selectMatmul(path);
       const [m, n, k] = [5, 11, 37];
-      const aBig = random(m * k + 19, 3);
-      const bBig = random(n * k + 23, 4);
+      const aBig = uniformArray(m * k + 19, 3);
+      const bBig = uniformArray(n * k + 23, 4);
       const a = aBig.subarray(19);
       const b = bBig.subarray(5, 5 + n * k);
       const cBig = new Float32Array(m * n + 40).fill(7);
@@ -122,11 +110,11 @@ for (const path of PATHS) {
     test('a weight array changed in place with reuseB: false, and a fresh view per call', () => {
       selectMatmul(path);
       const [m, n, k] = [2, 24, 40];
-      const a = random(m * k, 9);
-      const b = random(n * k, 10);
+      const a = uniformArray(m * k, 9);
+      const b = uniformArray(n * k, 10);
       const c = new Float32Array(m * n);
       for (let round = 0; round < 3; round++) {
-        b.set(random(n * k, 100 + round));
+        b.set(uniformArray(n * k, 100 + round));
         matmulTransB(a, b, c, m, n, k, { reuseB: false });
         check(c, a, b, m, n, k, true);
         // Like a KV cache: the same buffer read through a new view each call, its rows rewritten between calls.
@@ -142,10 +130,10 @@ for (const path of PATHS) {
         seed = (seed * 1103515245 + 12345) >>> 0;
         return lo + (seed % (hi - lo + 1));
       };
-      const b = random(200 * 700, 77); // one weight array, viewed at several shapes
+      const b = uniformArray(200 * 700, 77); // one weight array, viewed at several shapes
       for (let i = 0; i < (path === 'js' ? 10 : 80); i++) {
         const [m, n, k] = [next(1, 9), next(9, 200), next(64, 700)];
-        const a = random(m * k, i);
+        const a = uniformArray(m * k, i);
         const c = new Float32Array(m * n);
         const bv = i % 3 === 0 ? b : b.subarray(0, n * k);
         matmulTransB(a, bv, c, m, n, k);

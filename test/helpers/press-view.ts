@@ -1,6 +1,7 @@
 /** Builds small layers and views by hand for press tests. */
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { LayerCache } from '../../src/cache/kv-cache.js';
+import { uniformArray } from '../../src/generate/random.js';
 import { normaliseConfig, type ModelConfig } from '../../src/models/config.js';
 import type { LayerView, QueryWindow } from '../../src/presses/press.js';
 
@@ -40,11 +41,6 @@ export function queriesOf(rows: number[][], positions: number[]): QueryWindow {
 }
 
 export function randomRows(n: number, d: number, seed: number): number[][] {
-  let s = seed >>> 0;
-  return Array.from({ length: n }, () =>
-    Array.from({ length: d }, () => {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      return s / 2 ** 31 - 1;
-    }),
-  );
+  const values = uniformArray(n * d, seed);
+  return Array.from({ length: n }, (_, i) => Array.from(values.subarray(i * d, (i + 1) * d)));
 }
