@@ -3,6 +3,8 @@
  * WebGPU backend adds files rather than touching models; each backend is checked against the CPU one.
  * Kernels take and return f32 activations; weights may be stored in f16/bf16 where a backend supports it.
  * Kernels that return a Tensor allocate it; those documented "in place" overwrite their first argument.
+ * Inside `scope`, that allocation may recycle memory: a tensor made there is only valid until the scope ends,
+ * unless the scope returns it.
  */
 import type { LayerCache } from '../cache/kv-cache.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -22,7 +24,7 @@ export interface AttentionBlock {
 
 /** Sees attention as it runs, so that presses never need a tokens × tokens matrix kept around. */
 export interface AttentionObserver {
-  /** Post-RoPE queries [rows × heads·headDim] about to attend at `positions` in `layer`. */
+  /** Post-RoPE queries [rows × heads·headDim] about to attend at `positions` in `layer` (valid during the call only). */
   queries?(layer: number, q: Float32Array, positions: Int32Array): void;
   /** Attention probabilities, block by block (computed only for observers that define this). */
   observe?(block: AttentionBlock): void;
@@ -38,12 +40,23 @@ export interface AttentionOptions {
 
 export interface Backend {
   readonly name: string;
+  /**
+   * Runs `fn`, recycling the activations that ops allocate inside it once it returns: afterwards only the tensors
+   * it returns (and tensors made outside it) are still valid. Scopes nest; a model opens one per forward and one
+   * per layer, so that each layer reuses the previous layer's buffers. Outside any scope every op allocates anew.
+   */
+  scope<R extends Tensor | Tensor[] | void>(fn: () => R): R;
   /** y = x · weightᵀ (+ bias): x [rows × in], weight [out × in] as Hugging Face stores Linear layers. */
   linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor;
   /** Rows of `table` picked by id. */
   embedding(table: Tensor, ids: ArrayLike<number>): Tensor;
   /** RMSNorm over the last dimension: x / rms(x) · weight. */
   rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor;
+  /**
+   * In place x += delta, then RMSNorm of the sum: a residual add fused into the norm that follows it. The norm goes
+   * into `out` when given (same shape as x, aliasing neither input), else into a new tensor; either is returned.
+   */
+  addRmsNorm(x: Tensor, delta: Tensor, weight: Tensor, eps: number, out?: Tensor): Tensor;
   layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor;
   /** In place: rotary embedding of `heads` heads per row with precomputed cos/sin tables. */
   rope(x: Tensor, heads: number, headDim: number, tables: { cos: Float32Array; sin: Float32Array }): void;

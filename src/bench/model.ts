@@ -84,7 +84,8 @@ function timedBackend(vocab: number): { backend: Backend; ms: Map<string, number
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (typeof v !== 'function') return v;
       return (...args: unknown[]) => {
-        if (!on.value) return v.apply(target, args);
+        // A scope only brackets other operations, which are timed themselves.
+        if (!on.value || prop === 'scope') return v.apply(target, args);
         let key = String(prop);
         if (key === 'linear') key = (args[1] as { shape: number[] }).shape[0] === vocab ? 'linear (lm head)' : 'linear (layers)';
         const t0 = performance.now();

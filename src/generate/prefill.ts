@@ -24,7 +24,8 @@ export function prefill(model: CausalLM, cache: KVCache, ids: ArrayLike<number>,
   for (let start = 0; start < ids.length; start += chunk) {
     const end = Math.min(ids.length, start + chunk);
     const slice = Array.prototype.slice.call(ids, start, end) as number[];
-    const logits = model.forward(slice, cache, { lastOnly: end === ids.length, observer: opts.observer });
+    // Only the last position's logits are used: earlier chunks skip the lm head's other rows too.
+    const logits = model.forward(slice, cache, { lastOnly: true, observer: opts.observer });
     opts.afterChunk?.(cache, end);
     if (end === ids.length) last = logits.f32;
   }

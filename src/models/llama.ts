@@ -79,24 +79,31 @@ export class LlamaModel implements CausalLM {
     const tables = this.ropeTables(batch);
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
-    let x = b.embedding(this.embed, batch.ids);
-    this.layers.forEach((layer, i) => {
-      const h = b.rmsNorm(x, layer.inputNorm, c.normEps);
-      let [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [qDim, kvDim, kvDim]);
-      if (layer.qNorm && layer.kNorm) {
-        q = b.rmsNorm(q.reshape([q.size / c.headDim, c.headDim]), layer.qNorm, c.normEps).reshape(q.shape);
-        k = b.rmsNorm(k.reshape([k.size / c.headDim, c.headDim]), layer.kNorm, c.normEps).reshape(k.shape);
-      }
-      b.rope(q, c.numHeads, c.headDim, tables);
-      b.rope(k, c.numKvHeads, c.headDim, tables);
-      const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: c.slidingWindows[i] });
-      b.add(x, b.linear(attended, layer.o, layer.oBias));
-      const m = b.rmsNorm(x, layer.postNorm, c.normEps);
-      b.add(x, b.linear(b.swiglu(b.linear(m, layer.gateUp), c.intermediateSize), layer.down));
+    // Activations live in backend scopes: each layer's are recycled by the next, only the logits outlive the forward.
+    const logits = b.scope(() => {
+      const x = b.embedding(this.embed, batch.ids);
+      // The normed input of the next layer (or of the lm head): each layer's last op, its residual add fused with the
+      // next norm, rewrites it in place.
+      const h = b.rmsNorm(x, this.layers[0]?.inputNorm ?? this.norm, c.normEps);
+      this.layers.forEach((layer, i) =>
+        b.scope(() => {
+          let [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [qDim, kvDim, kvDim]);
+          if (layer.qNorm && layer.kNorm) {
+            q = b.rmsNorm(q.reshape([q.size / c.headDim, c.headDim]), layer.qNorm, c.normEps).reshape(q.shape);
+            k = b.rmsNorm(k.reshape([k.size / c.headDim, c.headDim]), layer.kNorm, c.normEps).reshape(k.shape);
+          }
+          b.rope(q, c.numHeads, c.headDim, tables);
+          b.rope(k, c.numKvHeads, c.headDim, tables);
+          const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: c.slidingWindows[i] });
+          const m = b.addRmsNorm(x, b.linear(attended, layer.o, layer.oBias), layer.postNorm, c.normEps);
+          const down = b.linear(b.swiglu(b.linear(m, layer.gateUp), c.intermediateSize), layer.down);
+          b.addRmsNorm(x, down, this.layers[i + 1]?.inputNorm ?? this.norm, c.normEps, h);
+        }),
+      );
+      return batch.split(b, b.linear(opts.lastOnly ? batch.lastRows(b, h) : h, this.lmHead), Boolean(opts.lastOnly));
     });
     batch.advance();
-    if (opts.lastOnly) x = batch.lastRows(b, x);
-    return batch.split(b, b.linear(b.rmsNorm(x, this.norm, c.normEps), this.lmHead), Boolean(opts.lastOnly));
+    return logits;
   }
 
   /** cos/sin rows for every row of the batch; dynamic RoPE sizes its base by each sequence's own length. */

@@ -2,13 +2,30 @@
 
 export function rmsNorm(x: Float32Array, weight: Float32Array, eps: number, out: Float32Array): void {
   const n = weight.length;
-  for (let r = 0; r < x.length / n; r++) {
-    const o = r * n;
+  for (let o = 0; o < x.length; o += n) {
     let sum = 0;
-    for (let i = 0; i < n; i++) sum += x[o + i] * x[o + i];
-    const scale = 1 / Math.sqrt(sum / n + eps);
-    for (let i = 0; i < n; i++) out[o + i] = Math.fround(x[o + i] * scale) * weight[i];
+    for (let i = o; i < o + n; i++) sum += x[i] * x[i];
+    scaleRow(x, o, weight, 1 / Math.sqrt(sum / n + eps), out);
   }
+}
+
+/** x += delta (rounded to f32, as a separate add would store it), then out = rmsNorm(x): one pass fewer over x. */
+export function addRmsNorm(x: Float32Array, delta: Float32Array, weight: Float32Array, eps: number, out: Float32Array): void {
+  const n = weight.length;
+  for (let o = 0; o < x.length; o += n) {
+    let sum = 0;
+    for (let i = o; i < o + n; i++) {
+      const v = Math.fround(x[i] + delta[i]);
+      x[i] = v;
+      sum += v * v;
+    }
+    scaleRow(x, o, weight, 1 / Math.sqrt(sum / n + eps), out);
+  }
+}
+
+/** out = x · scale (rounded to f32, as PyTorch's f32 product is) · weight, over the row at offset o. */
+function scaleRow(x: Float32Array, o: number, weight: Float32Array, scale: number, out: Float32Array): void {
+  for (let i = 0; i < weight.length; i++) out[o + i] = Math.fround(x[o + i] * scale) * weight[i];
 }
 
 export function layerNorm(x: Float32Array, weight: Float32Array, bias: Float32Array, eps: number, out: Float32Array): void {

@@ -1,19 +1,31 @@
-/** The CPU backend: f32 compute over host arrays, matrix products through the accelerated matmul path. */
+/**
+ * The CPU backend: f32 compute over host arrays, matrix products through the accelerated matmul path, RMSNorm, RoPE
+ * and SwiGLU through WebAssembly SIMD kernels where the runtime has them, and outputs drawn from a buffer pool inside
+ * scopes (buffer-pool.ts).
+ */
 import type { AttentionOptions, Backend } from '../backend.js';
 import type { LayerCache } from '../../cache/kv-cache.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { applyRope } from '../../attention/rope.js';
+import { swiglu } from './activation/swiglu.js';
+import { BufferPool } from './buffer-pool.js';
 import { attention } from './attention.js';
 import * as ew from './elementwise.js';
 import { matmulTransB } from './matmul.js';
+import { addRmsNorm, rmsNorm } from './norm/rms-norm.js';
+import { rope } from './rope/rope.js';
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  private readonly pool = new BufferPool();
+
+  scope<R extends Tensor | Tensor[] | void>(fn: () => R): R {
+    return this.pool.scope(fn);
+  }
 
   linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
     const [outDim, inDim] = weight.shape;
     const rows = x.size / inDim;
-    const y = new Float32Array(rows * outDim);
+    const y = this.pool.alloc(rows * outDim);
     matmulTransB(x.f32, weight.f32, y, rows, outDim, inDim);
     if (bias) {
       const b = bias.f32;
@@ -24,31 +36,37 @@ export class CpuBackend implements Backend {
 
   embedding(table: Tensor, ids: ArrayLike<number>): Tensor {
     const dim = table.cols;
-    const out = new Float32Array(ids.length * dim);
+    const out = this.pool.alloc(ids.length * dim);
     ew.embedding(table.f32, dim, ids, out);
     return new Tensor([ids.length, dim], out);
   }
 
   rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
-    const out = new Float32Array(x.size);
-    ew.rmsNorm(x.f32, weight.f32, eps, out);
+    const out = this.pool.alloc(x.size);
+    rmsNorm(x.f32, weight.f32, eps, out);
     return new Tensor(x.shape, out);
   }
 
+  addRmsNorm(x: Tensor, delta: Tensor, weight: Tensor, eps: number, out?: Tensor): Tensor {
+    const result = out ?? new Tensor(x.shape, this.pool.alloc(x.size));
+    addRmsNorm(x.f32, delta.f32, weight.f32, eps, result.f32);
+    return result;
+  }
+
   layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
-    const out = new Float32Array(x.size);
+    const out = this.pool.alloc(x.size);
     ew.layerNorm(x.f32, weight.f32, bias.f32, eps, out);
     return new Tensor(x.shape, out);
   }
 
   rope(x: Tensor, heads: number, headDim: number, tables: { cos: Float32Array; sin: Float32Array }): void {
-    applyRope(x.f32, x.size / (heads * headDim), heads, headDim, tables);
+    rope(x.f32, x.size / (heads * headDim), heads, headDim, tables);
   }
 
   swiglu(gateUp: Tensor, inner: number): Tensor {
     const rows = gateUp.size / (2 * inner);
-    const out = new Float32Array(rows * inner);
-    ew.swiglu(gateUp.f32, rows, inner, out);
+    const out = this.pool.alloc(rows * inner);
+    swiglu(gateUp.f32, rows, inner, out);
     return new Tensor([rows, inner], out);
   }
 
@@ -68,7 +86,7 @@ export class CpuBackend implements Backend {
     const src = x.f32;
     let offset = 0;
     return widths.map((w) => {
-      const out = new Float32Array(rows * w);
+      const out = this.pool.alloc(rows * w);
       for (let r = 0; r < rows; r++) out.set(src.subarray(r * cols + offset, r * cols + offset + w), r * w);
       offset += w;
       return new Tensor([rows, w], out);
@@ -77,7 +95,7 @@ export class CpuBackend implements Backend {
 
   concatRows(parts: Tensor[]): Tensor {
     const cols = parts[0].cols;
-    const out = new Float32Array(parts.reduce((n, p) => n + p.size, 0));
+    const out = this.pool.alloc(parts.reduce((n, p) => n + p.size, 0));
     let offset = 0;
     for (const p of parts) {
       out.set(p.f32, offset);
@@ -88,7 +106,9 @@ export class CpuBackend implements Backend {
 
   sliceRows(x: Tensor, start: number, end: number): Tensor {
     const cols = x.cols;
-    return new Tensor([end - start, cols], x.f32.slice(start * cols, end * cols));
+    const out = this.pool.alloc((end - start) * cols);
+    out.set(x.f32.subarray(start * cols, end * cols));
+    return new Tensor([end - start, cols], out);
   }
 
   appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void {
@@ -100,7 +120,7 @@ export class CpuBackend implements Backend {
   attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor {
     const rows = positions.length;
     const numHeads = q.size / rows / layer.heads[0].headDim;
-    const out = new Float32Array(q.size);
+    const out = this.pool.alloc(q.size);
     attention(q.f32, rows, numHeads, layer, positions, opts, out);
     return new Tensor(q.shape, out);
   }

@@ -49,7 +49,7 @@ const OP = {
   'f32.gt': 0x5e, 'f32.lt': 0x5d,
   'f32.add': 0x92, 'f32.sub': 0x93, 'f32.mul': 0x94, 'f32.div': 0x95, 'f32.max': 0x97,
   'f64.gt': 0x64,
-  'f64.add': 0xa0, 'f64.sub': 0xa1, 'f64.mul': 0xa2, 'f64.div': 0xa3,
+  'f64.add': 0xa0, 'f64.sub': 0xa1, 'f64.mul': 0xa2, 'f64.div': 0xa3, 'f64.sqrt': 0x9f, 'f64.convert_i32_s': 0xb7,
   'f32.demote_f64': 0xb6, 'f64.promote_f32': 0xbb,
   drop: 0x1a, select: 0x1b, return: 0x0f,
 } as const;
@@ -62,8 +62,8 @@ const SIMD = {
   'f32x4.demote_f64x2_zero': 0x5e, 'f64x2.promote_low_f32x4': 0x5f,
   'f32x4.nearest': 0x6a,
   'i32x4.shl': 0xab, 'i32x4.add': 0xae, 'i32x4.sub': 0xb1,
-  'f32x4.add': 0xe4, 'f32x4.sub': 0xe5, 'f32x4.mul': 0xe6, 'f32x4.div': 0xe7, 'f32x4.pmin': 0xea, 'f32x4.pmax': 0xeb,
-  'f64x2.add': 0xf0, 'f64x2.mul': 0xf2,
+  'f32x4.abs': 0xe0, 'f32x4.neg': 0xe1, 'f32x4.add': 0xe4, 'f32x4.sub': 0xe5, 'f32x4.mul': 0xe6, 'f32x4.div': 0xe7, 'f32x4.pmin': 0xea, 'f32x4.pmax': 0xeb,
+  'f64x2.add': 0xf0, 'f64x2.sub': 0xf1, 'f64x2.mul': 0xf2,
   'i32x4.trunc_sat_f32x4_s': 0xf8, 'f32x4.convert_i32x4_s': 0xfa,
 } as const;
 
