@@ -3,7 +3,7 @@
  * method, budget and context length; accuracy per task; and, for tasks with a needle depth, accuracy by depth ×
  * context length per method and budget.
  */
-import { budgetLabel, type SummaryRow } from './summary.js';
+import { budgetLabel, SHARED_PREFILL_NOTE, type SummaryRow, ttftText } from './summary.js';
 import type { CellResult } from './types.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
@@ -34,11 +34,11 @@ export function summaryMarkdown(rows: SummaryRow[]): string {
       `${(r.accuracy * 100).toFixed(1)}%`,
       r.kvMiB.toFixed(1),
       r.peakKvMiB.toFixed(1),
-      r.ttftS.toFixed(1),
+      ttftText(r),
       r.decodeTokensPerS.toFixed(0),
     ]),
     3,
-  );
+  ) + (rows.some((r) => r.sharedPrefill) ? `\n\n${SHARED_PREFILL_NOTE}` : '');
 }
 
 /** Accuracy per task (columns) for each method and budget (rows), one table per context length. */

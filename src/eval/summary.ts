@@ -10,8 +10,14 @@ export interface SummaryRow {
   kvMiB: number;
   peakKvMiB: number;
   ttftS: number;
+  /** Some of its cells shared their prefill with other methods (their TTFT counts that prefill whole). */
+  sharedPrefill: boolean;
   decodeTokensPerS: number;
 }
+
+/** The legend of the TTFT marker of rows whose prefill was shared. */
+export const SHARED_PREFILL_NOTE = '* TTFT of a prefill shared by the methods of each instance, plus the method\'s own compression (sharedPrefill)';
+export const ttftText = (r: SummaryRow): string => `${r.ttftS.toFixed(1)}${r.sharedPrefill ? '*' : ''}`;
 
 export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware'>): string {
   if (!r.budget) return 'full';
@@ -36,6 +42,7 @@ export function summarise(results: CellResult[]): SummaryRow[] {
       kvMiB: mean(rs.map((r) => r.metrics.kvBytes)) / 2 ** 20,
       peakKvMiB: mean(rs.map((r) => r.metrics.peakKvBytes)) / 2 ** 20,
       ttftS: mean(rs.map((r) => r.metrics.ttftMs)) / 1000,
+      sharedPrefill: rs.some((r) => r.metrics.sharedPrefill),
       decodeTokensPerS: mean(rs.map((r) => r.metrics.decodeTokensPerS)),
     }))
     .sort((a, b) => a.contextLength - b.contextLength || (a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method)) || a.budget.localeCompare(b.budget));
@@ -51,10 +58,11 @@ export function formatSummary(rows: SummaryRow[]): string {
     `${(r.accuracy * 100).toFixed(1)}%`,
     r.kvMiB.toFixed(1),
     r.peakKvMiB.toFixed(1),
-    r.ttftS.toFixed(1),
+    ttftText(r),
     r.decodeTokensPerS.toFixed(1),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+  const legend = rows.some((r) => r.sharedPrefill) ? [SHARED_PREFILL_NOTE] : [];
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line), ...legend].join('\n');
 }

@@ -40,3 +40,11 @@ test('the whole output starts with the summary table', () => {
   assert.ok(md.startsWith('| context | method | budget | cells | accuracy | KV MiB | peak KV MiB | TTFT s | decode tok/s |'));
   assert.match(md, /\| 1024 \| full \| full \| 3 \| 83.3% \| 1.0 \| 2.0 \| 1.0 \| 10 \|/);
 });
+
+test('rows whose prefill was shared mark their TTFT and explain the mark', () => {
+  const shared = results.map((r) => ({ ...r, metrics: { ...r.metrics, sharedPrefill: true as const } }));
+  const md = resultsMarkdown(shared, summarise(shared));
+  assert.match(md, /\| 1024 \| full \| full \| 3 \| 83.3% \| 1.0 \| 2.0 \| 1.0\* \| 10 \|/);
+  assert.match(md, /\n\* TTFT of a prefill shared/);
+  assert.doesNotMatch(resultsMarkdown(results, summarise(results)), /\* TTFT/);
+});

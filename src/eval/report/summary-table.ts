@@ -4,6 +4,7 @@
  */
 import { compareBudgets, type Row, type SeriesInfo } from './rows.js';
 import { groupBy, meanOf } from './aggregate.js';
+import { SHARED_PREFILL_NOTE } from '../summary.js';
 import { escapeHtml, fmt, fmtPercent, fmtTokens, toMiB } from './format.js';
 
 function accuracyCell(value: number | null): string {
@@ -33,10 +34,11 @@ export function summaryTable(rows: Row[], series: SeriesInfo[]): string {
       + `<td class="num">${fmt(m((r) => toMiB(r.cell.metrics.kvBytes)), 2)}</td>`
       + `<td class="num">${fmt(m((r) => toMiB(r.cell.metrics.peakKvBytes)), 2)}</td>`
       + `<td class="num">${fmt(m((r) => toMiB(r.cell.metrics.peakRssBytes)), 0)}</td>`
-      + `<td class="num">${fmt(m((r) => r.cell.metrics.ttftMs), 0)}</td>`
+      + `<td class="num">${fmt(m((r) => r.cell.metrics.ttftMs), 0)}${group.some((r) => r.cell.metrics.sharedPrefill) ? '*' : ''}</td>`
       + `<td class="num">${fmt(m((r) => r.cell.metrics.prefillTokensPerS), 1)}</td>`
       + `<td class="num">${fmt(m((r) => r.cell.metrics.decodeTokensPerS), 1)}</td></tr>`);
   }
+  const legend = rows.some((r) => r.cell.metrics.sharedPrefill) ? `<p class="note">${escapeHtml(SHARED_PREFILL_NOTE)}</p>` : '';
   return `<div class="table-wrap"><table class="summary"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead>`
-    + `<tbody>${body.join('\n')}</tbody></table></div>`;
+    + `<tbody>${body.join('\n')}</tbody></table></div>${legend}`;
 }
