@@ -3,7 +3,7 @@
  * method, budget and context length; accuracy per task; and, for tasks with a needle depth, accuracy by depth ×
  * context length per method and budget.
  */
-import { budgetLabel, SHARED_PREFILL_NOTE, type SummaryRow, ttftText } from './summary.js';
+import { budgetLabel, SHARED_PREFILL_NOTE, SUMMARY_HEAD, type SummaryRow, summaryCells } from './summary.js';
 import type { CellResult } from './types.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
@@ -24,21 +24,8 @@ function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {
 const methodLabel = (r: CellResult) => (r.method === 'full' ? 'full' : `${r.method}, ${budgetLabel(r)}`);
 
 export function summaryMarkdown(rows: SummaryRow[]): string {
-  return table(
-    ['context', 'method', 'budget', 'cells', 'accuracy', 'KV MiB', 'peak KV MiB', 'TTFT s', 'decode tok/s'],
-    rows.map((r) => [
-      String(r.contextLength),
-      r.method,
-      r.budget,
-      String(r.cells),
-      `${(r.accuracy * 100).toFixed(1)}%`,
-      r.kvMiB.toFixed(1),
-      r.peakKvMiB.toFixed(1),
-      ttftText(r),
-      r.decodeTokensPerS.toFixed(0),
-    ]),
-    3,
-  ) + (rows.some((r) => r.sharedPrefill) ? `\n\n${SHARED_PREFILL_NOTE}` : '');
+  const legend = rows.some((r) => r.sharedPrefill) ? `\n\n${SHARED_PREFILL_NOTE}` : '';
+  return table(SUMMARY_HEAD, rows.map((r) => summaryCells(r, 0)), 3) + legend;
 }
 
 /** Accuracy per task (columns) for each method and budget (rows), one table per context length. */

@@ -48,9 +48,11 @@ export function summarise(results: CellResult[]): SummaryRow[] {
     .sort((a, b) => a.contextLength - b.contextLength || (a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method)) || a.budget.localeCompare(b.budget));
 }
 
-export function formatSummary(rows: SummaryRow[]): string {
-  const head = ['context', 'method', 'budget', 'cells', 'accuracy', 'KV MiB', 'peak KV MiB', 'TTFT s', 'decode tok/s'];
-  const body = rows.map((r) => [
+export const SUMMARY_HEAD = ['context', 'method', 'budget', 'cells', 'accuracy', 'KV MiB', 'peak KV MiB', 'TTFT s', 'decode tok/s'];
+
+/** One summary row as the table's cells (the console keeps a decimal of decode speed, Markdown none). */
+export function summaryCells(r: SummaryRow, decodeDigits = 1): string[] {
+  return [
     String(r.contextLength),
     r.method,
     r.budget,
@@ -59,8 +61,13 @@ export function formatSummary(rows: SummaryRow[]): string {
     r.kvMiB.toFixed(1),
     r.peakKvMiB.toFixed(1),
     ttftText(r),
-    r.decodeTokensPerS.toFixed(1),
-  ]);
+    r.decodeTokensPerS.toFixed(decodeDigits),
+  ];
+}
+
+export function formatSummary(rows: SummaryRow[]): string {
+  const head = SUMMARY_HEAD;
+  const body = rows.map((r) => summaryCells(r));
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
   const legend = rows.some((r) => r.sharedPrefill) ? [SHARED_PREFILL_NOTE] : [];
