@@ -6,24 +6,16 @@
  * to stay in the L2 cache between the copy in, the kernel and the copy out.
  */
 import { swiglu as swigluJs } from '../elementwise.js';
-import { floatsOf, instantiate, type KernelInstance } from '../wasm/instance.js';
+import { BLOCK_BYTES, floatsOf, lazyKernel } from '../wasm/instance.js';
 import { buildSwigluModule } from './swiglu-kernel.js';
 
 export type SwigluPath = 'wasm' | 'js';
-
-/** Bytes of one block (inputs and outputs together). */
-const BLOCK_BYTES = 1 << 18;
 
 interface Exports {
   swiglu(src: number, dst: number, rows: number, inner: number): void;
 }
 
-let kernel: KernelInstance<Exports> | null | undefined;
-
-function wasmKernel(): KernelInstance<Exports> | null {
-  if (kernel === undefined) kernel = instantiate<Exports>(buildSwigluModule);
-  return kernel;
-}
+const wasmKernel = lazyKernel<Exports>(buildSwigluModule);
 
 export function swigluPath(): SwigluPath {
   return wasmKernel() ? 'wasm' : 'js';

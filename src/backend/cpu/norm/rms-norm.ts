@@ -6,23 +6,15 @@
  * block small enough to stay in the L2 cache between the copies and the kernel.
  */
 import * as ew from '../elementwise.js';
-import { floatsOf, instantiate, type KernelInstance } from '../wasm/instance.js';
+import { BLOCK_BYTES, floatsOf, type KernelInstance, lazyKernel } from '../wasm/instance.js';
 import { buildRmsNormModule } from './rms-norm-kernel.js';
-
-/** Bytes of one block (x, delta and out together). */
-const BLOCK_BYTES = 1 << 18;
 
 interface Exports {
   rmsNorm(x: number, weight: number, out: number, rows: number, n: number, eps: number): void;
   addRmsNorm(x: number, delta: number, weight: number, out: number, rows: number, n: number, eps: number): void;
 }
 
-let kernel: KernelInstance<Exports> | null | undefined;
-
-function wasmKernel(): KernelInstance<Exports> | null {
-  if (kernel === undefined) kernel = instantiate<Exports>(buildRmsNormModule);
-  return kernel;
-}
+const wasmKernel = lazyKernel<Exports>(buildRmsNormModule);
 
 export function rmsNormPath(): 'wasm' | 'js' {
   return wasmKernel() ? 'wasm' : 'js';

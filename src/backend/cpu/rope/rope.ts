@@ -6,22 +6,14 @@
  * each block small enough to stay in the L2 cache between the copies and the kernel.
  */
 import { applyRope } from '../../../attention/rope.js';
-import { floatsOf, instantiate, type KernelInstance } from '../wasm/instance.js';
+import { BLOCK_BYTES, floatsOf, lazyKernel } from '../wasm/instance.js';
 import { buildRopeModule } from './rope-kernel.js';
-
-/** Bytes of one block (rows, cos and sin together). */
-const BLOCK_BYTES = 1 << 18;
 
 interface Exports {
   rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number, half: number): void;
 }
 
-let kernel: KernelInstance<Exports> | null | undefined;
-
-function wasmKernel(): KernelInstance<Exports> | null {
-  if (kernel === undefined) kernel = instantiate<Exports>(buildRopeModule);
-  return kernel;
-}
+const wasmKernel = lazyKernel<Exports>(buildRopeModule);
 
 export function ropePath(): 'wasm' | 'js' {
   return wasmKernel() ? 'wasm' : 'js';

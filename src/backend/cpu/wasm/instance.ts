@@ -7,6 +7,9 @@ import type { MemoryImport } from './encoder.js';
 const PAGE = 65536;
 const MAX_PAGES = 65536;
 
+/** Bytes a kernel's callers copy in per block: small enough to stay in the L2 cache between copy and kernel. */
+export const BLOCK_BYTES = 1 << 18;
+
 export interface KernelInstance<E> {
   readonly memory: WebAssembly.Memory;
   readonly exports: E;
@@ -22,6 +25,15 @@ export function instantiate<E>(build: (memory: MemoryImport) => Uint8Array<Array
   } catch {
     return null;
   }
+}
+
+/** A getter that instantiates the module on first use and then returns the same instance (or null) every time. */
+export function lazyKernel<E>(build: (memory: MemoryImport) => Uint8Array<ArrayBuffer>): () => KernelInstance<E> | null {
+  let kernel: KernelInstance<E> | null | undefined;
+  return () => {
+    if (kernel === undefined) kernel = instantiate<E>(build);
+    return kernel;
+  };
 }
 
 /** The whole memory as f32, grown first to hold at least `bytes` (growing detaches earlier views). */
