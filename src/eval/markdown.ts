@@ -3,6 +3,7 @@
  * method, budget and context length; accuracy per task; and, for tasks with a needle depth, accuracy by depth ×
  * context length per method and budget.
  */
+import { distinct, groupBy } from './report/aggregate.js';
 import { budgetLabel, SHARED_PREFILL_NOTE, SUMMARY_HEAD, type SummaryRow, summaryCells } from './summary.js';
 import type { CellResult } from './types.js';
 
@@ -12,13 +13,6 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 function table(head: string[], rows: string[][], numericFrom = 1): string {
   const align = head.map((_, i) => (i >= numericFrom ? '---:' : '---'));
   return [head, align, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
-}
-
-/** Groups results by a key, keeping first-seen order. */
-function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {
-  const groups = new Map<string, T[]>();
-  for (const x of xs) groups.set(key(x), [...(groups.get(key(x)) ?? []), x]);
-  return groups;
 }
 
 const methodLabel = (r: CellResult) => (r.method === 'full' ? 'full' : `${r.method}, ${budgetLabel(r)}`);
@@ -49,8 +43,8 @@ export function taskAccuracyMarkdown(results: CellResult[]): string {
 /** Accuracy by needle depth (rows) × context length (columns), one table per method and budget. */
 export function depthMarkdown(results: CellResult[]): string {
   const withDepth = results.filter((r) => r.depth !== null);
-  const lengths = [...new Set(withDepth.map((r) => r.contextLength))].sort((a, b) => a - b);
-  const depths = [...new Set(withDepth.map((r) => r.depth!))].sort((a, b) => a - b);
+  const lengths = distinct(withDepth.map((r) => r.contextLength));
+  const depths = distinct(withDepth.map((r) => r.depth!));
   if (depths.length < 2) return '';
   return [...groupBy(withDepth, methodLabel)]
     .map(([label, cells]) => {

@@ -1,4 +1,5 @@
 /** The console table of a sweep: one row per method, budget and context length, averaged over its cells. */
+import { groupBy } from './report/aggregate.js';
 import type { CellResult } from './types.js';
 
 export interface SummaryRow {
@@ -26,11 +27,7 @@ export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAwar
 }
 
 export function summarise(results: CellResult[]): SummaryRow[] {
-  const groups = new Map<string, CellResult[]>();
-  for (const r of results) {
-    const key = JSON.stringify([r.method, budgetLabel(r), r.contextLength]);
-    groups.set(key, [...(groups.get(key) ?? []), r]);
-  }
+  const groups = groupBy(results, (r) => JSON.stringify([r.method, budgetLabel(r), r.contextLength]));
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   return [...groups.values()]
     .map((rs) => ({
