@@ -52,6 +52,14 @@ export class HeadStore {
     return this.capacity * (2 * this.headDim * BYTES_PER_ELEMENT[this.dtype] + 4) + stats;
   }
 
+  /**
+   * Bytes of the live entries only: keys, values and positions of the `length` entries held, plus their press
+   * statistics; `bytes()` minus the spare room allocated for growth (a clone holds exactly this).
+   */
+  liveBytes(): number {
+    return this.length * (2 * this.headDim * BYTES_PER_ELEMENT[this.dtype] + 4 + 4 * this.statData.size);
+  }
+
   /** A per-entry statistic by name (zero for entries added since it was created), `length` long. */
   stat(name: string): Float32Array {
     let s = this.statData.get(name);

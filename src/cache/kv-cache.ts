@@ -23,6 +23,11 @@ export class LayerCache {
     return this.heads.reduce((sum, h) => sum + h.bytes(), 0);
   }
 
+  /** Bytes of the live entries (see HeadStore.liveBytes). */
+  liveBytes(): number {
+    return this.heads.reduce((sum, h) => sum + h.liveBytes(), 0);
+  }
+
   /** Largest number of entries any head holds. */
   maxLength(): number {
     return this.heads.reduce((m, h) => Math.max(m, h.length), 0);
@@ -53,9 +58,14 @@ export class KVCache {
     return copy;
   }
 
-  /** Exact bytes held by all layers and heads. */
+  /** Exact bytes allocated by all layers and heads (spare room for growth included). */
   bytes(): number {
     return this.layers.reduce((sum, l) => sum + l.bytes(), 0);
+  }
+
+  /** Bytes of the live entries only, without the room allocated for growth: `bytes()` ≥ `liveBytes()`. */
+  liveBytes(): number {
+    return this.layers.reduce((sum, l) => sum + l.liveBytes(), 0);
   }
 
   /** Entries held, summed over layers and heads. */
