@@ -1,10 +1,9 @@
 /** `attend generate`: streams a continuation (or a chat reply) to stdout as tokens arrive. */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AttendError } from '../errors.js';
 import { generateStream, type GenerateOptions } from '../generate/generate.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
-import { collect, defaultModel, parseCount, parseNumber } from './options.js';
+import { checkPromptFlags, collectStops, defaultModel, encodePrompt, parseCount, parseNumber, readInput } from './options.js';
 import { addPressFlags, kvDtypeFrom, planFrom, type PressFlags } from './press-flags.js';
 
 interface Flags extends PressFlags {
@@ -31,9 +30,9 @@ export function registerGenerate(program: Command): void {
     .description('generate text from a prompt, streaming it to stdout')
     .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
     .option('--prompt <text>', 'the prompt')
-    .option('--prompt-file <file>', 'read the prompt from a file')
+    .option('--prompt-file <file>', 'read the prompt from a file ("-": standard input)')
     .option('--chat', "wrap the prompt as a user message with the model's chat template")
-    .option('--system <text>', 'a system message (with --chat)')
+    .option('--system <text>', 'a system message (needs --chat)')
     .option('--max-tokens <n>', 'most new tokens', parseCount('--max-tokens'))
     .option('--temperature <t>', '0 for greedy', parseNumber('--temperature'))
     .option('--top-k <k>', 'keep the k most likely tokens', parseCount('--top-k'))
@@ -41,10 +40,11 @@ export function registerGenerate(program: Command): void {
     .option('--min-p <p>', 'drop tokens below p × the top probability', parseNumber('--min-p'))
     .option('--repetition-penalty <r>', 'penalty for repeated tokens (> 1 discourages)', parseNumber('--repetition-penalty'))
     .option('--seed <n>', 'random seed (same seed, same output)', parseCount('--seed'))
-    .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
+    .option('--stop <text>', 'stop when this text appears (repeatable); \\n, \\t, \\r and \\\\ are a newline, tab, carriage return and backslash', collectStops)
     .option('--prefill-chunk <n>', 'prompt tokens per prefill step', parseCount('--prefill-chunk'))
     .option('--stats', 'print timing to stderr at the end');
   addPressFlags(command).action(async (flags: Flags) => {
+      checkPromptFlags(flags);
       const compression = planFrom(flags);
       const kvDtype = kvDtypeFrom(flags);
       const lm = loadModel(flags.model ?? defaultModel());
@@ -60,7 +60,7 @@ export function registerGenerate(program: Command): void {
             process.stderr.write(
               `prompt ${s.promptTokens} tokens in ${s.prefillMs.toFixed(0)} ms (${((s.promptTokens / s.prefillMs) * 1000).toFixed(1)} tok/s); ` +
                 `${s.newTokens} new tokens at ${decodeRate.toFixed(1)} tok/s; finish: ${s.finishReason}; ` +
-                `KV cache ${s.cacheBytes.toLocaleString('en')} bytes` +
+                `KV cache ${s.cacheBytes.toLocaleString('en')} bytes allocated, ${s.cache.liveBytes().toLocaleString('en')} bytes in live entries` +
                 (s.compression ? ` after ${s.compression.compressions} compressions (${s.compression.dropped} entries dropped)` : '') +
                 '\n',
             );
@@ -76,17 +76,8 @@ function promptIds(lm: LoadedModel, flags: Flags): number[] {
   if ((flags.prompt === undefined) === (flags.promptFile === undefined)) {
     throw new AttendError('give exactly one of --prompt or --prompt-file');
   }
-  let text = flags.prompt;
-  if (flags.promptFile !== undefined) {
-    try {
-      text = readFileSync(flags.promptFile, 'utf8');
-    } catch (e) {
-      throw new AttendError(`${flags.promptFile}: cannot read (${(e as NodeJS.ErrnoException).code})`);
-    }
-  }
-  if (!flags.chat) return lm.tokenizer.encode(text!);
-  const messages = [...(flags.system ? [{ role: 'system', content: flags.system }] : []), { role: 'user', content: text! }];
-  return lm.tokenizer.encodeChat(messages, { addGenerationPrompt: true });
+  const text = flags.promptFile !== undefined ? readInput(flags.promptFile, '--prompt-file') : flags.prompt!;
+  return encodePrompt(lm.tokenizer, text, flags);
 }
 
 /** Flags over the model's generation_config.json over greedy decoding, as transformers layers them. */

@@ -1,7 +1,10 @@
 /** Parsing helpers shared by commands: numbers and lists from flags, with one-line errors naming the flag. */
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AttendError } from '../errors.js';
+import { unescapeStop } from '../generate/stop.js';
+import type { TextTokenizer } from '../io/tokenizer.js';
 
 export function parseNumber(flag: string) {
   return (value: string): number => {
@@ -29,6 +32,72 @@ export function parseIds(flag: string) {
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** --stop, repeatable, with \n, \t, \r and \\ unescaped (see unescapeStop). */
+export function collectStops(value: string, previous: string[] = []): string[] {
+  try {
+    return [...previous, unescapeStop(value)];
+  } catch (e) {
+    throw new AttendError(`--stop: ${(e as Error).message}`);
+  }
+}
+
+/** A file's text, or standard input's for "-"; `flag` names the option in the error. */
+export function readInput(file: string, flag: string): string {
+  try {
+    return readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new AttendError(`${flag}: ${file === '-' ? 'standard input' : file}: cannot read (${code})`);
+  }
+}
+
+/**
+ * Token ids as `attend tokenize` writes them: comma- and/or whitespace-separated (its default), or a JSON array
+ * of ids or of {id, ...} objects (its --json and --json --tokens). `source` names the input in errors.
+ */
+export function parseIdText(text: string, source: string): number[] {
+  const trimmed = text.trim();
+  let ids: unknown[];
+  if (trimmed.startsWith('[')) {
+    let json: unknown;
+    try {
+      json = JSON.parse(trimmed);
+    } catch (e) {
+      throw new AttendError(`${source}: not valid JSON (${(e as Error).message})`);
+    }
+    if (!Array.isArray(json)) throw new AttendError(`${source}: expected a JSON array of token ids`);
+    ids = json.map((v) => (typeof v === 'object' && v !== null && 'id' in v ? (v as { id: unknown }).id : v));
+  } else {
+    ids = trimmed === '' ? [] : trimmed.split(/[\s,]+/).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+  }
+  const bad = ids.find((v) => !(typeof v === 'number' && Number.isInteger(v) && v >= 0));
+  if (bad !== undefined) throw new AttendError(`${source}: expected token ids (whole numbers ≥ 0), got ${JSON.stringify(bad)}`);
+  if (ids.length === 0) throw new AttendError(`${source}: no token ids`);
+  return ids as number[];
+}
+
+export interface PromptFlags {
+  chat?: boolean;
+  system?: string;
+  /** false to encode without the tokenizer's special tokens (e.g. BOS); plain text only. */
+  specialTokens?: boolean;
+}
+
+/** --system only means something inside a chat template; checked before anything is loaded. */
+export function checkPromptFlags(flags: PromptFlags): void {
+  if (flags.system !== undefined && !flags.chat) {
+    throw new AttendError('--system needs --chat: a system message only exists in a chat template');
+  }
+}
+
+/** The ids a prompt becomes: plain text, or a user message (after an optional system message) in the chat template. */
+export function encodePrompt(tokenizer: TextTokenizer, text: string, flags: PromptFlags): number[] {
+  checkPromptFlags(flags);
+  if (!flags.chat) return tokenizer.encode(text, { addSpecialTokens: flags.specialTokens ?? true });
+  const messages = [...(flags.system !== undefined ? [{ role: 'system', content: flags.system }] : []), { role: 'user', content: text }];
+  return tokenizer.encodeChat(messages, { addGenerationPrompt: true });
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

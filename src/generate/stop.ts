@@ -2,6 +2,8 @@
  * Stop strings over streamed text: text is released only once no stop string can still begin inside it, and a
  * stop string found ends the text just before it.
  */
+import { AttendError } from '../errors.js';
+
 export class StopStringFilter {
   private pending = '';
   stopped = false;
@@ -49,4 +51,30 @@ export class StopStringFilter {
     }
     return hold;
   }
+}
+
+const ESCAPES: Record<string, string> = { n: '\n', t: '\t', r: '\r', '\\': '\\' };
+
+/**
+ * A stop string as typed on a command line, where `--stop "\n\n"` arrives as backslash-n twice: `\n`, `\t`, `\r`
+ * and `\\` become a newline, a tab, a carriage return and one backslash. Any other escape, a trailing lone
+ * backslash or an empty result is an error, so that a typo never silently becomes a stop string that cannot match.
+ */
+export function unescapeStop(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c !== '\\') {
+      out += c;
+      continue;
+    }
+    const next = text[i + 1];
+    if (next === undefined) throw new AttendError(`"${text}" ends in a lone backslash (write \\\\ for a backslash)`);
+    const value = ESCAPES[next];
+    if (value === undefined) throw new AttendError(`"${text}": unknown escape \\${next} (known: \\n, \\t, \\r, \\\\)`);
+    out += value;
+    i++;
+  }
+  if (out === '') throw new AttendError('a stop string cannot be empty');
+  return out;
 }

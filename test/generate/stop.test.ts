@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { StopStringFilter } from '../../src/generate/stop.js';
+import { StopStringFilter, unescapeStop } from '../../src/generate/stop.js';
 
 test('text is held back while it may start a stop string, and cut at the stop', () => {
   const f = new StopStringFilter(['END']);
@@ -22,4 +22,15 @@ test('a false start is released', () => {
 test('the earliest of several stop strings wins', () => {
   const f = new StopStringFilter(['\n\n', 'User:']);
   assert.equal(f.push('a User: b\n\nc'), 'a ');
+});
+
+test('stop strings from a command line: \\n, \\t, \\r and \\\\ are unescaped, anything else is refused', () => {
+  assert.equal(unescapeStop('\\n\\n'), '\n\n');
+  assert.equal(unescapeStop('a\\tb\\r\\n'), 'a\tb\r\n');
+  assert.equal(unescapeStop('\\\\n'), '\\n', 'an escaped backslash stays one backslash, followed by n');
+  assert.equal(unescapeStop('User:'), 'User:');
+  assert.equal(unescapeStop('\n'), '\n', 'a real newline passes through');
+  assert.throws(() => unescapeStop('\\q'), /unknown escape \\q \(known: \\n, \\t, \\r, \\\\\)/);
+  assert.throws(() => unescapeStop('end\\'), /ends in a lone backslash/);
+  assert.throws(() => unescapeStop(''), /cannot be empty/);
 });
