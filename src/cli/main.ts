@@ -8,6 +8,7 @@ import { registerInfo } from './info.js';
 import { registerLogits } from './logits.js';
 import { registerPresses } from './presses.js';
 import { registerStart } from './start.js';
+import { registerTokenize } from './tokenize.js';
 
 const program = new Command('attend')
   .description('Attention, end to end: run Hugging Face decoder LLMs with a controllable KV cache')
@@ -17,6 +18,7 @@ const program = new Command('attend')
 
 registerGenerate(program);
 registerLogits(program);
+registerTokenize(program);
 registerInfo(program);
 registerPresses(program);
 registerStart(program);
