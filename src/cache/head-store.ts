@@ -111,6 +111,18 @@ export class HeadStore {
   }
 
   /**
+   * Keys of entries [start, start+count) as stored, a view with no copy: f32 rows, or for f16/bf16 storage the
+   * 16-bit words (bit patterns) that a kernel widens itself (the CPU attention does, with SIMD).
+   */
+  storedKeys(start: number, count: number): Float32Array | Uint16Array {
+    return this.keyData.subarray(start * this.headDim, (start + count) * this.headDim);
+  }
+
+  storedValues(start: number, count: number): Float32Array | Uint16Array {
+    return this.valueData.subarray(start * this.headDim, (start + count) * this.headDim);
+  }
+
+  /**
    * Keeps only the entries at `indices` (ascending, no repeats) and reallocates to exactly that many, so the
    * dropped entries' memory is released.
    */

@@ -61,17 +61,55 @@ export function f32ToF16(value: number): number {
   return sign | (e << 10) | m;
 }
 
-/** Widens 16-bit storage words into a new (or given) f32 array. */
+/**
+ * The f32 bit pattern of a binary16 bit pattern, in integers only: exact, signed zeros and NaN payloads kept (a
+ * NaN's 10 mantissa bits become the top of the f32's 23), as a hardware conversion does.
+ */
+export function f16BitsToF32Bits(bits: number): number {
+  const sign = (bits & 0x8000) << 16;
+  let exponent = (bits >>> 10) & 0x1f;
+  let mantissa = bits & 0x3ff;
+  if (exponent === 0x1f) return (sign | 0x7f800000 | (mantissa << 13)) >>> 0;
+  if (exponent === 0) {
+    if (mantissa === 0) return sign >>> 0;
+    // Subnormal: normalise (value = mantissa · 2^-24).
+    exponent = 1;
+    while ((mantissa & 0x400) === 0) {
+      mantissa <<= 1;
+      exponent--;
+    }
+    mantissa &= 0x3ff;
+  }
+  return (sign | ((exponent + 127 - 15) << 23) | (mantissa << 13)) >>> 0;
+}
+
+/** f32 bits of every binary16 pattern (256 KiB), built on first use. */
+let f16Table: Uint32Array | undefined;
+
+function f16BitsTable(): Uint32Array {
+  if (!f16Table) {
+    f16Table = new Uint32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16BitsToF32Bits(h);
+  }
+  return f16Table;
+}
+
+/**
+ * Widens 16-bit storage words into a new (or given) f32 array: exact, bit for bit as f16BitsToF32Bits (f16, through
+ * a table of all 65536 patterns) or a 16-bit shift (bf16). The CPU attention reads the KV cache through the
+ * WebAssembly SIMD version of this (src/backend/cpu/convert/half.ts).
+ */
 export function widen(
   dtype: 'f16' | 'bf16',
   words: Uint16Array,
   out: Float32Array = new Float32Array(words.length),
 ): Float32Array {
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
   if (dtype === 'bf16') {
-    const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
     for (let i = 0; i < words.length; i++) bits[i] = words[i] << 16;
   } else {
-    for (let i = 0; i < words.length; i++) out[i] = f16ToF32(words[i]);
+    const table = f16BitsTable();
+    for (let i = 0; i < words.length; i++) bits[i] = table[words[i]];
   }
   return out;
 }

@@ -249,3 +249,35 @@ test('the wasm softmax matches the Math.exp one on random rows and ranges', () =
     }
   }
 });
+
+// ---- 16-bit storage is widened exactly (the SIMD kernel of src/backend/cpu/convert/): attention over an f16 or bf16
+// ---- cache gives the same bits as over an f32 cache holding the widened values, for decode and prefill shapes.
+
+import { narrow, widen } from '../../src/tensor/dtype.js';
+
+for (const dtype of ['f16', 'bf16'] as const) {
+  for (const [rows, tokens] of [[1, 1], [1, 301], [4, 2053], [64, 640]]) {
+    test(`attention over a ${dtype} cache equals f32 over its widened values (${rows} queries, ${tokens} entries)`, () => {
+      const [heads, kvHeads, d] = [8, 2, 64];
+      // Values over several binades, so that rounding to 16 bits matters (and with f16, some subnormals).
+      const k = uniformArray(tokens * kvHeads * d, 21).map((x, i) => x * 2 ** ((i % 23) - 16));
+      const v = uniformArray(tokens * kvHeads * d, 22).map((x, i) => x * 2 ** ((i % 19) - 12));
+      const k16 = widen(dtype, narrow(dtype, k));
+      const v16 = widen(dtype, narrow(dtype, v));
+      const positions = Int32Array.from({ length: tokens }, (_, i) => i);
+      const half = LayerCache.empty(kvHeads, d, dtype);
+      const full = LayerCache.empty(kvHeads, d, 'f32');
+      half.heads.forEach((h, i) => h.append(k, v, positions, i * d, kvHeads * d));
+      full.heads.forEach((h, i) => h.append(k16, v16, positions, i * d, kvHeads * d));
+      assert.deepEqual(half.heads[1].storedKeys(0, tokens), narrow(dtype, Float32Array.from({ length: tokens * d }, (_, j) => k[Math.floor(j / d) * kvHeads * d + d + (j % d)])));
+      const q = uniformArray(rows * heads * d, 23).map((x) => x * 4);
+      const qPos = positions.slice(tokens - rows);
+      const opts = { layer: 0, scale: 1 / Math.sqrt(d), window: null, observer: {} };
+      const a = new Float32Array(q.length);
+      const b = new Float32Array(q.length);
+      attention(q, rows, heads, half, qPos, opts, a);
+      attention(q, rows, heads, full, qPos, opts, b);
+      assert.deepEqual(a, b);
+    });
+  }
+}

@@ -15,6 +15,8 @@ import type { AttentionOptions } from '../backend.js';
 import type { LayerCache } from '../../cache/kv-cache.js';
 import { matmulNN, matmulTransB } from './matmul.js';
 import { acquireWorkspace, releaseWorkspace } from './attention/softmax.js';
+import { widenHalf } from './convert/half.js';
+import type { DType } from '../../tensor/dtype.js';
 
 /** Scores held at once per block, in floats (4 MiB). */
 const BLOCK_SCORES = 1 << 20;
@@ -52,6 +54,12 @@ interface Buffers {
 }
 
 const free: Buffers[] = [];
+
+/** Stored KV rows as f32: f32 storage as it is, 16-bit storage widened (exactly) into `scratch`. */
+function asF32(dtype: DType, rows: Float32Array | Uint16Array, scratch: Scratch): Float32Array {
+  if (rows instanceof Float32Array) return rows;
+  return widenHalf(dtype as 'f16' | 'bf16', rows, scratch.get(rows.length));
+}
 
 export function attention(
   q: Float32Array,
@@ -106,9 +114,9 @@ function run(
       los[t] = window === null ? 0 : Math.min(hi, head.visibleUpTo(positions[t] - window));
       if (hi > maxVisible) maxVisible = hi;
     }
-    // Widened once per head and call (a view, no copy, for f32 storage).
-    const keys = head.keys(0, maxVisible, buf.k.get(maxVisible * d));
-    const values = head.values(0, maxVisible, buf.v.get(maxVisible * d));
+    // Widened once per head and call, with SIMD (a view, no copy, for f32 storage).
+    const keys = asF32(head.dtype, head.storedKeys(0, maxVisible), buf.k);
+    const values = asF32(head.dtype, head.storedValues(0, maxVisible), buf.v);
     const maxBlockRows = Math.max(1, Math.min(rows, Math.floor(BLOCK_SCORES / Math.max(1, maxVisible * group))));
     for (let t0 = 0; t0 < rows; ) {
       const blockRows = Math.min(maxBlockRows, Math.max(MIN_BLOCK_TOKENS, Math.floor(his[t0] / TRIANGLE_SHARE)));

@@ -61,7 +61,7 @@ const SIMD = {
   'f32x4.lt': 0x43, 'f32x4.gt': 0x44, 'f32x4.ge': 0x46,
   'f32x4.demote_f64x2_zero': 0x5e, 'f64x2.promote_low_f32x4': 0x5f,
   'f32x4.nearest': 0x6a,
-  'i32x4.shl': 0xab, 'i32x4.add': 0xae, 'i32x4.sub': 0xb1,
+  'i32x4.shl': 0xab, 'i32x4.shr_u': 0xad, 'i32x4.add': 0xae, 'i32x4.sub': 0xb1,
   'f32x4.abs': 0xe0, 'f32x4.neg': 0xe1, 'f32x4.add': 0xe4, 'f32x4.sub': 0xe5, 'f32x4.mul': 0xe6, 'f32x4.div': 0xe7, 'f32x4.pmin': 0xea, 'f32x4.pmax': 0xeb,
   'f64x2.add': 0xf0, 'f64x2.sub': 0xf1, 'f64x2.mul': 0xf2,
   'i32x4.trunc_sat_f32x4_s': 0xf8, 'f32x4.convert_i32x4_s': 0xfa,
@@ -161,6 +161,10 @@ export class Func {
   /** v128.store; `align` as for v128Load. */
   v128Store(offset = 0, align = 0): this {
     return this.simd(0x0b, align, ...u32(offset));
+  }
+  /** v128.load16x4_u: four u16 from memory, zero-extended into the four i32 lanes. */
+  load16x4U(offset = 0, align = 0): this {
+    return this.simd(0x04, align, ...u32(offset));
   }
   /** v128.load32_splat: one f32 (or i32) from memory into all four lanes. */
   load32Splat(offset = 0): this {
