@@ -71,6 +71,7 @@ test('tokenize: bad input is one line', () => {
   assertUserError(runCli(['tokenize', '--model', model, '--file', join(tmp, 'none.txt')]), /^attend: --file: .*none\.txt: cannot read \(ENOENT\)/);
   assertUserError(runCli(['tokenize', '--model', model, '--text', 'x', '--system', 'y']), /^attend: --system needs --chat/);
   assertUserError(runCli(['tokenize', '--model', join(tmp, 'nope'), '--text', 'x']), /^attend: model directory not found/);
+  assertUserError(runCli(['tokenize', '--model', model, '--text', 'x', '--chat', '--no-special-tokens']), /^attend: --no-special-tokens applies to plain text/);
 });
 
 test('logits --ids-file reads what tokenize writes (plain, JSON, JSON with tokens; a file or stdin) and equals --ids', () => {
