@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tasks  # noqa: E402
+import wording  # noqa: E402,F401  (registers the para_* tasks in tasks.TASKS)
 
 SPECIALS = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"]
 EOT_ID = 0
@@ -57,7 +58,14 @@ MIXES = {
     "v2": dict(mix={**MIX, "passkey": 0.14, "niah_single": 0.22, "niah_multikey": 0.12, "vt": 0.10, "kv": 0.06},
                edge_depth=(0.15, 0.10), full_row=0.33),
 }
-EDGE_DEPTH_TASKS = ("passkey", "niah_single", "niah_multikey")
+# "v3" (issue 9) continues from v2's weights so that retrieval generalises beyond the fixed templates: 55% of
+# task samples come from wording.py (any wording, numeric and word values, with and without an answer cue,
+# chat and plain); the other 45% keep v2's tasks in v2's proportions, so that they are not forgotten.
+_V2 = MIXES["v2"]["mix"]
+_PARA = {"para_single": 0.28, "para_multikey": 0.17, "para_passkey": 0.10}
+MIXES["v3"] = dict(mix={**{k: 0.45 * v / sum(_V2.values()) for k, v in _V2.items()}, **_PARA},
+                   edge_depth=(0.12, 0.08), full_row=0.33)
+EDGE_DEPTH_TASKS = ("passkey", "niah_single", "niah_multikey", "para_single", "para_multikey", "para_passkey")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,7 +179,7 @@ class RowBuilder:
         for _ in range(4):
             nchars = max(64, int((target - 24) * self.cpt[name] * scale))
             s = tasks.generate(name, "train", seed, nchars, self.corpus, depth=depth, train_variation=True)
-            chat = rng.random() < P_CHAT
+            chat = not s.info.get("formatted") and rng.random() < P_CHAT  # para_* tasks choose their own format
             if chat:
                 prompt = "<|user|>\n" + s.prompt[: -len("\nAnswer:")] + "\n<|assistant|>\n"
                 answer = s.answer.strip()
@@ -290,15 +298,24 @@ class Loader:
 # ----------------------------------------------------------------------------------------------
 HAYSTACK_SOURCES = tasks.EVAL_HAYSTACK_SOURCES  # prose haystacks for evaluation (like RULER's essays)
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-DEPTH_TASKS = ("passkey", "niah_single")
+DEPTH_TASKS = ("passkey", "niah_single", "para_single")
+# Held-out wording x unseen haystack (wording.py, prepare_unseen.py): instances per length.
+PARA_EVAL = {"para_single": 40, "para_multikey": 24, "para_passkey": 24}
 
 
 def eval_specs(lengths=(2048, 4096, 8192), n_depth=8, n_other=16):
     """The evaluation grid: passkey and niah_single at every depth in DEPTHS (n_depth instances per
-    cell, alternating the held-out templates); the other tasks n_other instances per length."""
+    cell, alternating the held-out templates); the other tasks n_other instances per length; the para_*
+    tasks PARA_EVAL[task] instances per length (para_single spread evenly over DEPTHS)."""
     specs = []
     for L in lengths:
+        for task, n in PARA_EVAL.items():
+            for i in range(n):
+                d = DEPTHS[i % len(DEPTHS)] if task in DEPTH_TASKS else None
+                specs.append(dict(task=task, length=L, depth=d, seed=hash_seed(task, L, d, i), variant=0))
         for task in tasks.TASKS:
+            if task in PARA_EVAL:
+                continue
             if task in DEPTH_TASKS:
                 for d in DEPTHS:
                     for i in range(n_depth):
@@ -317,11 +334,15 @@ def hash_seed(task, L, d, i):
 _EV = {}
 
 
+UNSEEN_DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "heldout", "unseen.jsonl.gz")
+
+
 def _eval_init(tokenizer_json, heldout_docs):
     from tokenizers import Tokenizer
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _EV["tok"] = Tokenizer.from_file(tokenizer_json)
     _EV["corpus"] = tasks.Corpus(tasks.Corpus.load_jsonl_xz(heldout_docs), HAYSTACK_SOURCES)
+    _EV["unseen"] = wording.unseen_corpus(UNSEEN_DOCS)
 
 
 def _eval_build(spec):
@@ -334,7 +355,8 @@ def _eval_build(spec):
 def _eval_build1(spec):
     tok = _EV["tok"]
     count = lambda t: len(tok.encode(t, add_special_tokens=False).ids)
-    s = tasks.fit_length(spec["task"], "heldout", spec["seed"], spec["length"], count, _EV["corpus"],
+    corpus = _EV["unseen"] if spec["task"] in PARA_EVAL else _EV["corpus"]
+    s = tasks.fit_length(spec["task"], "heldout", spec["seed"], spec["length"], count, corpus,
                          depth=spec["depth"], variant=spec["variant"])
     p = tok.encode(s.prompt, add_special_tokens=False).ids
     a = tok.encode(s.answer, add_special_tokens=False).ids

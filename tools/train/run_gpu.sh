@@ -3,6 +3,8 @@
 #
 #   bash tools/train/run_gpu.sh start [train.py args]   launch the full run in the background (setsid)
 #   bash tools/train/run_gpu.sh wait MINUTES            print the log until the run is done or MINUTES pass
+#   bash tools/train/run_gpu.sh post [MINUTES]          wait for the run, then remake the test references of the
+#                                                       new export (bundled logits; press oracle if .oracle/ is there)
 #   bash tools/train/run_gpu.sh collect [FIRST_PART]    copy results (<= 4 parts of 15 MiB + logs) to $OUT
 #   bash tools/train/run_gpu.sh status
 #   bash tools/train/run_gpu.sh smoke                   short end-to-end test (~3 min), results to $OUT
@@ -80,6 +82,24 @@ case "$mode" in
     total=$(ls "$RUN_DIR"/parts | wc -l)
     echo "collected parts ${first}..${last:-none} of $total (0-based); $( [ $(( ${last:-0} + 1 )) -lt "$total" ] && echo "NEXT: collect $(( ${last:-0} + 1 ))" || echo "all parts collected")"
     ls -la "$OUT"
+    ;;
+  post)
+    # Idempotent: each step is skipped when its output exists, so a call cut short can be repeated.
+    bash "$0" wait "${1:-9}"
+    [ -f "$RUN_DIR/DONE" ] || exit 1
+    E="$RUN_DIR/export"
+    if [ ! -f "$E/test/fixtures/bundled/attend-mini-draft/reference.json" ]; then
+      python3 tools/fixtures/make_model_reference.py "$E/test/fixtures/bundled" \
+        "$E/models/attend-mini" "$E/models/attend-mini-draft" || exit 1
+      rm -f "$RUN_DIR/MANIFEST.txt"
+    fi
+    if [ -d .oracle/kvpress ] && [ ! -f "$E/test/fixtures/press-oracle/oracle.json" ]; then
+      python3 tools/fixtures/make_press_oracle.py --kvpress .oracle/kvpress --kvpress-commit "${KVPRESS_COMMIT:-8bb29b9}" \
+        --h2o .oracle/modify_llama.py --h2o-commit "${H2O_COMMIT:-ac75c2a}" \
+        --model "$E/models/attend-mini" --out "$E/test/fixtures/press-oracle" || exit 1
+      rm -f "$RUN_DIR/MANIFEST.txt"
+    fi
+    [ -f "$RUN_DIR/MANIFEST.txt" ] || pack
     ;;
   status)
     ls -la "$RUN_DIR"; tail -5 "$RUN_DIR/train.log" 2>/dev/null; cat "$RUN_DIR/DONE" 2>/dev/null

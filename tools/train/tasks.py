@@ -680,13 +680,18 @@ if __name__ == "__main__":
     ap.add_argument("specs", help="data/heldout/eval_specs.jsonl")
     ap.add_argument("out", help="output .jsonl with task, length, depth, prompt, answer")
     ap.add_argument("--heldout", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "heldout", "heldout.jsonl.gz"))
+    ap.add_argument("--unseen", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "heldout", "unseen.jsonl.gz"))
     args = ap.parse_args()
+    import wording  # the para_* tasks (held-out wording, haystacks from unseen corpora)
+    TASKS.update(wording.TASKS)  # run as __main__, this module is not the `tasks` that wording registers into
     corpus = Corpus(Corpus.load_jsonl_xz(args.heldout), EVAL_HAYSTACK_SOURCES)
+    unseen = wording.unseen_corpus(args.unseen) if os.path.exists(args.unseen) else None
     n = 0
     with open(args.specs) as f, open(args.out, "w") as g:
         for line in f:
             sp = json.loads(line)
-            s = generate(sp["task"], "heldout", sp["seed"], sp["nchars"], corpus, sp["depth"], sp["variant"])
+            c = unseen if sp["task"] in wording.TASKS else corpus
+            s = generate(sp["task"], "heldout", sp["seed"], sp["nchars"], c, sp["depth"], sp["variant"])
             assert s.answer == sp["answer"], (sp, s.answer)
             g.write(json.dumps(dict(task=sp["task"], length=sp["length"], depth=sp["depth"], prompt=s.prompt,
                                     answer=s.answer, values=s.values)) + "\n")
