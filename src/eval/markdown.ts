@@ -4,7 +4,9 @@
  * context length per method and budget.
  */
 import { distinct, groupBy } from './report/aggregate.js';
-import { budgetLabel, SHARED_PREFILL_NOTE, SUMMARY_HEAD, type SummaryRow, summaryCells } from './summary.js';
+import {
+  ACCURACY_HEAD, accuracyCells, budgetLabel, closingText, COST_HEAD, costCells, pooledText, QUERY_NOTE, SHARED_PREFILL_NOTE, type Summary,
+} from './summary.js';
 import type { CellResult } from './types.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
@@ -17,9 +19,18 @@ function table(head: string[], rows: string[][], numericFrom = 1): string {
 
 const methodLabel = (r: CellResult) => (r.method === 'full' ? 'full' : `${r.method}, ${budgetLabel(r)}`);
 
-export function summaryMarkdown(rows: SummaryRow[]): string {
-  const legend = rows.some((r) => r.sharedPrefill) ? `\n\n${SHARED_PREFILL_NOTE}` : '';
-  return table(SUMMARY_HEAD, rows.map((r) => summaryCells(r, 0)), 3) + legend;
+/** The pooled accuracy table (with Wilson intervals), the cost table per context length, their notes. */
+export function summaryMarkdown(s: Summary): string {
+  const parts: string[] = [];
+  if (s.accuracy.length > 0) {
+    parts.push(`Accuracy per method, pooled over ${pooledText(s)} (n prompts per row, 95% Wilson score interval):`);
+    parts.push(table(ACCURACY_HEAD, s.accuracy.map(accuracyCells), 2));
+  }
+  parts.push('Cost per context length (means over the cells):', table(COST_HEAD, s.cost.map((r) => costCells(r, 0)), 3));
+  if (s.cost.some((r) => r.sharedPrefill)) parts.push(SHARED_PREFILL_NOTE);
+  if (s.cost.some((r) => /query-a/.test(r.budget))) parts.push(QUERY_NOTE);
+  parts.push(closingText(s));
+  return parts.join('\n\n');
 }
 
 /** Accuracy per task (columns) for each method and budget (rows), one table per context length. */
@@ -60,7 +71,7 @@ export function depthMarkdown(results: CellResult[]): string {
     .join('\n\n');
 }
 
-export function resultsMarkdown(results: CellResult[], summary: SummaryRow[]): string {
+export function resultsMarkdown(results: CellResult[], summary: Summary): string {
   const parts = [summaryMarkdown(summary), 'Accuracy per task:', taskAccuracyMarkdown(results)];
   const depth = depthMarkdown(results);
   if (depth) parts.push('Accuracy by needle depth (rows) and context length (columns):', depth);

@@ -112,6 +112,7 @@ export function generationMetrics(
   return {
     accuracy: instance.metric === 'all' ? scoreAll(prediction, instance.answers) : scorePart(prediction, instance.answers),
     prediction,
+    expected: [...instance.answers],
     kvBytes: out.cacheBytes,
     peakKvBytes: probe.peakKv,
     peakRssBytes: probe.peakRss,

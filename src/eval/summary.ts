@@ -1,13 +1,50 @@
-/** The console table of a sweep: one row per method, budget and context length, averaged over its cells. */
-import { groupBy } from './report/aggregate.js';
+/**
+ * The console summary of a sweep (and the rows of its Markdown):
+ * - accuracy per method and budget, pooled over every context length, depth and task of the sweep, with its 95%
+ *   Wilson score interval (pooled because a row per length would have too few instances to say anything);
+ * - cost per context length, method and budget: KV bytes, time to first token, decode speed;
+ * - a closing sentence, made from the results, saying what the table shows and what it cannot.
+ * Budgets are worded one way everywhere (console, Markdown, report): the share of the prompt's KV kept.
+ */
+import { distinct, groupBy } from './report/aggregate.js';
+import { wilson } from './scoring.js';
 import type { CellResult } from './types.js';
 
-export interface SummaryRow {
+/** A budget as the share (or number of tokens) of the KV kept: '100% kept' (full KV), '50% kept', '512 tokens kept'. */
+export function keptLabel(budget: CellResult['budget']): string {
+  if (!budget) return '100% kept';
+  if ('ratio' in budget) return `${Number(((1 - budget.ratio) * 100).toFixed(1))}% kept`;
+  return `${budget.tokens} tokens kept`;
+}
+
+/** The budget column: the KV kept, when compression ran if per chunk, and whether the question was in the cache. */
+export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware'>): string {
+  if (!r.budget) return keptLabel(null);
+  return `${keptLabel(r.budget)}${r.during === 'chunks' ? ', per chunk' : ''}, ${r.queryAware ? 'query-aware' : 'query-agnostic'}`;
+}
+
+export const QUERY_NOTE = 'query-aware: the question was in the cache when the press compressed it, so the press could see what is asked; '
+  + 'query-agnostic: the context was compressed before the question arrived (kvpress\'s default).';
+
+/** The legend of the TTFT marker of rows whose prefill was shared. */
+export const SHARED_PREFILL_NOTE = '* TTFT of a prefill shared by the methods of each instance, plus the method\'s own compression (sharedPrefill)';
+
+export interface AccuracyRow {
+  method: string;
+  budget: string;
+  /** Instances (cells) pooled in the row. */
+  n: number;
+  accuracy: number;
+  /** The 95% Wilson score interval of the accuracy. */
+  lo: number;
+  hi: number;
+}
+
+export interface CostRow {
   method: string;
   budget: string;
   contextLength: number;
   cells: number;
-  accuracy: number;
   kvMiB: number;
   peakKvMiB: number;
   ttftS: number;
@@ -16,57 +53,133 @@ export interface SummaryRow {
   decodeTokensPerS: number;
 }
 
-/** The legend of the TTFT marker of rows whose prefill was shared. */
-export const SHARED_PREFILL_NOTE = '* TTFT of a prefill shared by the methods of each instance, plus the method\'s own compression (sharedPrefill)';
-export const ttftText = (r: SummaryRow): string => `${r.ttftS.toFixed(1)}${r.sharedPrefill ? '*' : ''}`;
-
-export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware'>): string {
-  if (!r.budget) return 'full';
-  const size = 'ratio' in r.budget ? `ratio ${r.budget.ratio}` : `${r.budget.tokens} tokens`;
-  return `${size}${r.during === 'chunks' ? ', per chunk' : ''}${r.queryAware ? ', query-aware' : ''}`;
+export interface Summary {
+  accuracy: AccuracyRow[];
+  cost: CostRow[];
+  /** What was pooled, for the table's heading and the closing sentence. */
+  models: string[];
+  tasks: string[];
+  contextLengths: number[];
+  depths: number[];
 }
 
-export function summarise(results: CellResult[]): SummaryRow[] {
-  const groups = groupBy(results, (r) => JSON.stringify([r.method, budgetLabel(r), r.contextLength]));
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  return [...groups.values()]
-    .map((rs) => ({
-      method: rs[0].method,
-      budget: budgetLabel(rs[0]),
-      contextLength: rs[0].contextLength,
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+function methodOrder(a: { method: string; budget: string }, b: { method: string; budget: string }): number {
+  if (a.method !== b.method) return a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method);
+  return b.budget.localeCompare(a.budget, 'en', { numeric: true });
+}
+
+export function summarise(results: CellResult[]): Summary {
+  const scored = results.filter((r) => r.task !== 'perplexity');
+  const accuracy = [...groupBy(scored, (r) => JSON.stringify([r.method, budgetLabel(r)])).values()].map((rs): AccuracyRow => {
+    const hits = rs.reduce((s, r) => s + r.metrics.accuracy, 0);
+    return { method: rs[0]!.method, budget: budgetLabel(rs[0]!), n: rs.length, accuracy: hits / rs.length, ...wilson(hits, rs.length) };
+  }).sort(methodOrder);
+  const cost = [...groupBy(results, (r) => JSON.stringify([r.method, budgetLabel(r), r.contextLength])).values()]
+    .map((rs): CostRow => ({
+      method: rs[0]!.method,
+      budget: budgetLabel(rs[0]!),
+      contextLength: rs[0]!.contextLength,
       cells: rs.length,
-      accuracy: mean(rs.map((r) => r.metrics.accuracy)),
       kvMiB: mean(rs.map((r) => r.metrics.kvBytes)) / 2 ** 20,
       peakKvMiB: mean(rs.map((r) => r.metrics.peakKvBytes)) / 2 ** 20,
       ttftS: mean(rs.map((r) => r.metrics.ttftMs)) / 1000,
       sharedPrefill: rs.some((r) => r.metrics.sharedPrefill),
       decodeTokensPerS: mean(rs.map((r) => r.metrics.decodeTokensPerS)),
     }))
-    .sort((a, b) => a.contextLength - b.contextLength || (a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method)) || a.budget.localeCompare(b.budget));
+    .sort((a, b) => a.contextLength - b.contextLength || methodOrder(a, b));
+  return {
+    accuracy,
+    cost,
+    models: distinct(results.map((r) => r.model)),
+    tasks: distinct(scored.map((r) => r.task)),
+    contextLengths: distinct(results.map((r) => r.contextLength)),
+    depths: distinct(scored.map((r) => r.depth).filter((d): d is number => typeof d === 'number')),
+  };
 }
 
-export const SUMMARY_HEAD = ['context', 'method', 'budget', 'cells', 'accuracy', 'KV MiB', 'peak KV MiB', 'TTFT s', 'decode tok/s'];
+const pct = (x: number, digits = 1) => `${(x * 100).toFixed(digits)}%`;
+export const intervalText = (r: AccuracyRow, digits = 1): string => `${(r.lo * 100).toFixed(digits)}–${pct(r.hi, digits)}`;
+export const ttftText = (r: CostRow): string => `${r.ttftS.toFixed(1)}${r.sharedPrefill ? '*' : ''}`;
 
-/** One summary row as the table's cells (the console keeps a decimal of decode speed, Markdown none). */
-export function summaryCells(r: SummaryRow, decodeDigits = 1): string[] {
-  return [
-    String(r.contextLength),
-    r.method,
-    r.budget,
-    String(r.cells),
-    `${(r.accuracy * 100).toFixed(1)}%`,
-    r.kvMiB.toFixed(1),
-    r.peakKvMiB.toFixed(1),
-    ttftText(r),
-    r.decodeTokensPerS.toFixed(decodeDigits),
-  ];
+export const ACCURACY_HEAD = ['method', 'KV kept', 'n', 'accuracy', '95% interval'];
+export const COST_HEAD = ['context', 'method', 'KV kept', 'cells', 'KV MiB', 'peak KV MiB', 'TTFT s', 'decode tok/s'];
+
+export function accuracyCells(r: AccuracyRow): string[] {
+  return [r.method, r.budget, String(r.n), pct(r.accuracy), intervalText(r)];
 }
 
-export function formatSummary(rows: SummaryRow[]): string {
-  const head = SUMMARY_HEAD;
-  const body = rows.map((r) => summaryCells(r));
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
-  const legend = rows.some((r) => r.sharedPrefill) ? [SHARED_PREFILL_NOTE] : [];
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line), ...legend].join('\n');
+/** One cost row as the table's cells (the console keeps a decimal of decode speed, Markdown none). */
+export function costCells(r: CostRow, decodeDigits = 1): string[] {
+  return [String(r.contextLength), r.method, r.budget, String(r.cells), r.kvMiB.toFixed(1), r.peakKvMiB.toFixed(1), ttftText(r),
+    r.decodeTokensPerS.toFixed(decodeDigits)];
+}
+
+const list = (xs: Array<string | number>) => (xs.length <= 2 ? xs.join(' and ') : `${xs.slice(0, -1).join(', ')} and ${xs.at(-1)}`);
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** What the accuracy rows pool, for the heading of the accuracy table. */
+export function pooledText(s: Summary): string {
+  const depths = s.depths.length > 1 ? `, needle depths ${list(s.depths.map((d) => pct(d, 0)))}` : s.depths.length === 1 ? `, needle depth ${pct(s.depths[0]!, 0)}` : '';
+  return `${list(s.tasks)} at ${list(s.contextLengths)} tokens${depths}`;
+}
+
+/**
+ * The closing sentence: what the table shows and what it cannot. Everything in it comes from the results (the
+ * bundled model may change; no figure is written here).
+ */
+export function closingText(s: Summary): string {
+  if (s.accuracy.length === 0) return 'No accuracy cells: the table shows cost only.';
+  const ns = distinct(s.accuracy.map((r) => r.n));
+  const widest = Math.max(...s.accuracy.map((r) => (r.hi - r.lo) / 2));
+  const full = s.accuracy.find((r) => r.method === 'full');
+  const below = full ? s.accuracy.filter((r) => r !== full && r.hi < full.lo) : [];
+  const level = full ? s.accuracy.filter((r) => r !== full && r.hi >= full.lo && r.lo <= full.hi) : [];
+  const label = (r: AccuracyRow) => `${r.method} (${r.budget.split(',')[0]})`;
+  const versus = full
+    ? ` Against full KV, ${below.length ? `${list(below.map(label))} ${below.length === 1 ? 'is' : 'are'} clearly below it (the intervals do not overlap)` : 'no method is clearly below it'}`
+      + `${level.length ? `; ${list(level.map(label))} cannot be told apart from it at this n` : ''}.`
+    : '';
+  return `This table shows the exact-match accuracy of ${s.models.length === 1 ? 'one model' : `${s.models.length} models`} (${s.models.join(', ')})`
+    + ` on ${s.tasks.length === 1 ? 'one task' : `${s.tasks.length} tasks`} (${list(s.tasks)}), each row pooling`
+    + ` ${ns.length === 1 ? `n = ${ns[0]}` : `n = ${ns[0]}–${ns.at(-1)}`} independent prompts over ${plural(s.contextLengths.length, 'context length')}`
+    + `${s.depths.length > 1 ? ` and ${s.depths.length} needle depths` : ''}, with 95% Wilson intervals (the widest ±${(widest * 100).toFixed(1)} points, half its width).${versus}`
+    + ` It cannot show differences smaller than the intervals, how accuracy changes with length or depth within a row`
+    + ` (the report has those counts), or anything about other models, tasks, longer contexts or budgets.`;
+}
+
+function aligned(head: string[], body: string[][], numericFrom: number): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= numericFrom ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)];
+}
+
+/** Wraps text at spaces to lines of at most `width` characters. */
+export function wrap(text: string, width = 110): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line].join('\n');
+}
+
+export function formatSummary(s: Summary): string {
+  const out: string[] = [];
+  if (s.accuracy.length > 0) {
+    out.push(`Accuracy per method, pooled over ${pooledText(s)} (n prompts per row, 95% Wilson score interval):`, '');
+    out.push(...aligned(ACCURACY_HEAD, s.accuracy.map(accuracyCells), 2), '');
+  }
+  out.push('Cost per context length (means over the cells):', '');
+  out.push(...aligned(COST_HEAD, s.cost.map((r) => costCells(r)), 3));
+  const notes: string[] = [];
+  if (s.cost.some((r) => r.sharedPrefill)) notes.push(SHARED_PREFILL_NOTE);
+  if (s.cost.some((r) => /query-a/.test(r.budget))) notes.push(QUERY_NOTE);
+  if (notes.length) out.push('', ...notes.map((n) => wrap(n)));
+  out.push('', wrap(closingText(s)));
+  return out.join('\n');
 }

@@ -70,6 +70,8 @@ export interface CellMetrics {
   /** For perplexity cells. */
   perplexity?: number;
   prediction?: string;
+  /** The answers the prediction was scored against (the instance's); absent in results written before it was kept. */
+  expected?: string[];
   /** Cache bytes after prefill (and compression), and the most it held at any time. */
   kvBytes: number;
   peakKvBytes: number;

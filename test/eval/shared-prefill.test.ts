@@ -12,7 +12,7 @@ import type { KVCache } from '../../src/cache/kv-cache.js';
 import { BUNDLED_MODEL } from '../../src/cli/options.js';
 import { type GenerationRun, runGeneration } from '../../src/eval/run-cell.js';
 import { groupBySharedPrefill, runSharedPrefill } from '../../src/eval/shared-prefill.js';
-import { expandSweep, PRESETS, type SweepConfig } from '../../src/eval/sweep-config.js';
+import { expandSweep, SWEEP_DEFAULTS, type SweepConfig } from '../../src/eval/sweep-config.js';
 import { runSweep } from '../../src/eval/sweep.js';
 import { taskByName } from '../../src/eval/tasks/index.js';
 import { type CellKey, cellId, type TaskInstance } from '../../src/eval/types.js';
@@ -24,7 +24,7 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 
 // 64-token chunks ending in a short one: heads grow past their entries, which a plain clone would not reproduce.
 const config: SweepConfig = {
-  ...PRESETS.quick,
+  ...SWEEP_DEFAULTS,
   tasks: ['passkey'],
   contextLengths: [300],
   samples: 1,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { writeReport } from '../../src/eval/report/index.js';
-import { expandSweep, PRESETS, type SweepConfig, validateSweep } from '../../src/eval/sweep-config.js';
+import { expandSweep, SWEEP_DEFAULTS, type SweepConfig, validateSweep } from '../../src/eval/sweep-config.js';
 import { readResults, runSweep } from '../../src/eval/sweep.js';
 import { formatSummary, summarise } from '../../src/eval/summary.js';
 import { loadModel } from '../../src/models/load.js';
@@ -17,7 +17,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'attend-sweep-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const config: SweepConfig = {
-  ...PRESETS.quick,
+  ...SWEEP_DEFAULTS,
   tasks: ['passkey', 'vt'],
   contextLengths: [200],
   depths: [0, 1],
@@ -52,7 +52,7 @@ test('a tiny sweep writes one valid JSON line per cell, resumes, and reports', a
   assert.equal(all.length, 15);
   assert.deepEqual(all.slice(0, 6), first);
   assert.equal(readResults(path).length, 15);
-  assert.match(formatSummary(summarise(all)), /snapkv\s+ratio 0\.5, query-aware/);
+  assert.match(formatSummary(summarise(all)), /snapkv\s+50% kept, query-aware/);
   const report = join(tmp, 'report.html');
   await writeReport(report, all, { title: 'test' });
   assert.match(readFileSync(report, 'utf8'), /<svg/);
@@ -87,4 +87,52 @@ test('bench CLI: --shared-prefill and --no-shared-prefill override the config', 
   writeFileSync(shared, JSON.stringify({ tasks: ['passkey'], contextLengths: [100] }));
   assert.doesNotMatch(header(), /shared prefill/);
   assert.match(header('--shared-prefill'), /shared prefill/);
+});
+
+test('bench CLI: --limit n runs the first n cells and the header says of how many', () => {
+  const small = join(tmp, 'limit.json');
+  writeFileSync(small, JSON.stringify({ tasks: ['passkey'], contextLengths: [100], depths: [0, 1], samples: 2, queryAware: [false] }));
+  const r = runCli(['bench', '--model', modelDir, '--config', small, '--out', join(tmp, 'limit'), '--limit', '3']);
+  assert.equal(r.status, 0, r.stderr);
+  // 2 depths × 2 samples × (full + 4 presses × 2 ratios) = 36 cells.
+  assert.match(r.stdout, /^3 of 36 cells \(custom\)/);
+  assert.equal(readResults(join(tmp, 'limit', 'results.jsonl')).length, 3);
+  const whole = runCli(['bench', '--model', modelDir, '--config', small, '--out', join(tmp, 'limit'), '--limit', '36']);
+  assert.match(whole.stdout, /^36 cells \(custom\)/);
+  assert.match(runCli(['bench', '--help']).stdout, /--limit <n>\s+only the first n cells of the sweep/);
+});
+
+test('bench CLI: --markdown on a fresh checkout prints the shipped results and runs nothing', () => {
+  const out = join(tmp, 'fresh-ruler');
+  const shipped = readResults(join(import.meta.dirname, '..', '..', 'docs', 'results', 'ruler.jsonl'));
+  const r = runCli(['bench', '--preset', 'ruler', '--out', out, '--markdown']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`printing the ${shipped.length} of \\d+ cells shipped in docs/results/ruler\\.jsonl .*running nothing`));
+  assert.match(r.stdout, /^Accuracy per method, pooled over/);
+  assert.match(r.stdout, /\| method, budget \| passkey \| niah_single \|/);
+  assert.equal(existsSync(join(out, 'results.jsonl')), false, 'no sweep was started');
+  // A config is matched by its file name (docs/sweeps/niah-small.json → docs/results/niah-small.jsonl).
+  const c = runCli(['bench', '--config', 'docs/sweeps/niah-small.json', '--out', join(tmp, 'fresh-niah'), '--markdown']);
+  assert.equal(c.status, 0, c.stderr);
+  assert.match(c.stderr, /cells shipped in docs\/results\/niah-small\.jsonl/);
+  assert.match(c.stdout, /Accuracy by needle depth/);
+  // Nothing shipped for a sweep: it says it runs the cells first.
+  const none = runCli(['bench', '--model', modelDir, '--config', join(tmp, 'limit.json'), '--out', join(tmp, 'fresh-custom'), '--markdown', '--limit', '1']);
+  assert.equal(none.status, 0, none.stderr);
+  assert.match(none.stderr, /nothing is shipped for "custom": running all 1 cells first/);
+  assert.match(none.stdout, /\| context \| method \| KV kept \|/);
+});
+
+test('the quick preset: 40 independent prompts, no seed or needle shared, every method on each', async () => {
+  const { PRESETS } = await import('../../src/eval/sweep-config.js');
+  const { taskByName } = await import('../../src/eval/tasks/index.js');
+  const lm = loadModel(join(import.meta.dirname, '..', '..', 'models', 'attend-mini'));
+  const cells = expandSweep(PRESETS.quick!, 'attend-mini');
+  const instances = new Map(cells.map((c) => [JSON.stringify([c.task, c.contextLength, c.depth, c.seed]), c]));
+  assert.equal(instances.size, 40);
+  assert.equal(new Set([...instances.values()].map((c) => c.seed)).size, 40, 'a seed of its own per prompt');
+  for (const method of ['full', 'streaming-llm', 'snapkv', 'pyramidkv', 'h2o']) assert.equal(cells.filter((c) => c.method === method).length, 40);
+  assert.deepEqual([...new Set(cells.map((c) => c.depth))].sort(), [0, 0.25, 0.5, 0.75, 1]);
+  const needles = [...instances.values()].map((c) => taskByName(c.task).generate({ seed: c.seed, contextLength: c.contextLength, depth: c.depth ?? undefined, tokenizer: lm.tokenizer }));
+  assert.equal(new Set(needles.map((i) => i.task !== 'perplexity' && i.answers.join())).size, 40, 'a needle value of its own per prompt');
 });
