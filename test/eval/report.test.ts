@@ -61,10 +61,16 @@ test('a full sweep: four plot groups drawn as inline SVG with their marks, table
   assert.ok(html.includes('<title>Bench &lt;attend-mini&gt;</title>'));
   assert.ok(html.includes('attend bench --model m &amp; co'));
   assert.ok(html.includes('a1b2c3d4e5f6'));
-  assert.ok(html.includes('<table class="summary">'));
+  assert.ok(html.includes('<table class="summary" data-table="accuracy">'));
+  assert.ok(html.includes('<table class="predictions">'));
   assert.ok(!html.includes('undefined') && !html.includes('NaN'));
-  // Summary: one row per (method, budget, context length) = (1 + 4 × 3) × 3.
-  assert.equal(count(html, /<tr><td><span class="swatch"/g), 39);
+  // Summary: accuracy per (method, budget) = 1 + 4 × 3, cost per (method, budget, context length) = 13 × 3.
+  assert.equal(count(html, /<tr><td><span class="swatch"/g), 13 + 39);
+  // Budgets worded as the share of the KV kept; one accuracy panel per budgeted method, intervals drawn.
+  assert.ok(html.includes('% of the KV kept') && html.includes('25% kept') && !/ratio 0\.\d/.test(html));
+  const accuracy = html.slice(html.indexOf('data-plot="accuracy-budget"'), html.indexOf('</figure>'));
+  for (const m of ['snapkv', 'streaming-llm', 'knorm', 'random']) assert.ok(accuracy.includes(`>${m}</text>`), `panel ${m}`);
+  assert.ok(count(accuracy, 'class="mark-rule role-mark') >= 2, 'full KV reference and the interval bars');
   assert.ok(html.length < 1_500_000, `${html.length} bytes`);
 });
 
@@ -75,26 +81,28 @@ test('only full KV cells: the budget plot is a note, the rest is drawn', async (
   assert.deepEqual(notes, ['accuracy-budget']);
   assert.deepEqual(drawn, ['needle-heatmap', 'memory', 'speed']);
   assert.match(html, /No accuracy cell has a KV budget/);
+  assert.match(html, />[\d.]+\/1</, 'the heatmap squares are counts (one cell each here)');
 });
 
-test('a single context length and a single depth still give every plot', async () => {
+test('a single context length and a single depth: every plot but the depth map, which needs several depths', async () => {
   const html = await renderReport(syntheticCells({ contextLengths: [2048], depths: [0.5] }), { title: 'one point' });
   assertSelfContained(html);
-  assert.deepEqual(plots(html), { drawn: ['accuracy-budget', 'needle-heatmap', 'memory', 'speed'], notes: [] });
+  assert.deepEqual(plots(html), { drawn: ['accuracy-budget', 'memory', 'speed'], notes: [] });
+  assert.doesNotMatch(html, /<section id="needle"/);
 });
 
-test('no depth: the heatmap is a note', async () => {
+test('no depth: no depth map', async () => {
   const html = await renderReport(syntheticCells({ depths: [] }), { title: 'no depth' });
   assertSelfContained(html);
-  assert.deepEqual(plots(html).notes, ['needle-heatmap']);
-  assert.match(html, /No accuracy cell has a needle depth/);
+  assert.deepEqual(plots(html).notes, []);
+  assert.doesNotMatch(html, /<section id="needle"/);
 });
 
 test('perplexity-only cells: a perplexity plot, notes for accuracy and the heatmap', async () => {
   const html = await renderReport(syntheticCells({ perplexity: true }), { title: 'ppl' });
   assertSelfContained(html);
   const { drawn, notes } = plots(html);
-  assert.deepEqual(notes.sort(), ['accuracy-budget', 'needle-heatmap']);
+  assert.deepEqual(notes.sort(), ['accuracy-budget']);
   assert.deepEqual(drawn, ['perplexity-budget', 'memory', 'speed']);
   assert.match(html, /No accuracy cells in this run/);
   assert.match(html, /<th>perplexity<\/th>/);
@@ -105,28 +113,29 @@ test('token budgets, and ratio and token budgets together (one plot each)', asyn
   let html = await renderReport(tokens, { title: 'tokens' });
   assertSelfContained(html);
   assert.ok(plots(html).drawn.includes('accuracy-budget'));
-  assert.match(html, /KV kept \(tokens\)/);
+  assert.match(html, /tokens of KV kept/);
+  assert.match(html, /128 tokens kept/);
   const ratios = syntheticCells({ methods: ['snapkv'], depths: [0.5] });
   html = await renderReport([...tokens, ...ratios], { title: 'both' });
   assertSelfContained(html);
   assert.deepEqual(plots(html).drawn.slice(0, 2), ['accuracy-budget-ratio', 'accuracy-budget-tokens']);
 });
 
-test('reference lines only in panels with a budgeted line: no empty panels', async () => {
+test('one panel per budgeted method, full KV as the reference in each, no panel of its own', async () => {
   const full = syntheticCells({ methods: ['full'], contextLengths: [1024, 4096], depths: [0.5] });
   const tova = syntheticCells({ methods: ['tova'], budgetTokens: [256, 512], contextLengths: [4096], depths: [0.5] });
   const html = await renderReport([...full, ...tova], { title: 'sparse' });
   const figure = html.slice(html.indexOf('data-plot="accuracy-budget"'), html.indexOf('</figure>'));
-  assert.ok(figure.includes('>4k tokens<'));
-  assert.ok(!figure.includes('>1k tokens<'));
-  assert.equal(count(figure, 'class="mark-rule role-mark'), 1);
+  assert.ok(figure.includes('>tova</text>'));
+  assert.equal(count(figure, 'role-title-text'), 1, 'one panel');
+  assert.ok(figure.includes('>full KV</text>'), 'full KV in the legend');
 });
 
 test('no cells at all: a valid page of notes', async () => {
   const html = await renderReport([], { title: 'empty' });
   assertSelfContained(html);
   assert.equal(count(html, '<svg'), 0);
-  assert.deepEqual(plots(html).notes, ['accuracy-budget', 'needle-heatmap', 'memory', 'speed']);
+  assert.deepEqual(plots(html).notes, ['accuracy-budget', 'memory', 'speed']);
   assert.match(html, /No cells yet/);
 });
 

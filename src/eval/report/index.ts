@@ -16,6 +16,7 @@ import { renderSvg } from './svg.js';
 import { renderPage, type PlotSection } from './page.js';
 import { summaryTable } from './summary-table.js';
 import { runTable } from './run-table.js';
+import { predictionsTable } from './predictions.js';
 
 export interface ReportOptions {
   title: string;
@@ -48,7 +49,9 @@ export async function renderReport(cells: CellResult[], opts: ReportOptions): Pr
     { id: 'accuracy', title: 'Accuracy vs KV budget', charts: budgetCharts(input, 'accuracy') },
     ...(rows.some((r) => r.perplexity)
       ? [{ id: 'perplexity', title: 'Perplexity vs KV budget', charts: budgetCharts(input, 'perplexity') }] : []),
-    { id: 'needle', title: 'Needle depth × context length', charts: [heatmapChart(input)] },
+    // The depth map only where the needles sit at more than one depth.
+    ...(distinct(rows.filter((r) => !r.perplexity && typeof r.cell.depth === 'number').map((r) => r.cell.depth as number)).length > 1
+      ? [{ id: 'needle', title: 'Needle depth × context length', charts: [heatmapChart(input)] }] : []),
     { id: 'memory', title: 'Memory vs context length', charts: [memoryChart(input)] },
     { id: 'speed', title: 'Speed', charts: [speedChart(input)] },
   ];
@@ -59,6 +62,7 @@ export async function renderReport(cells: CellResult[], opts: ReportOptions): Pr
     subtitle: subtitle(usable),
     sections,
     summary: summaryTable(rows, series),
+    predictions: predictionsTable(rows, series),
     run: runTable(usable, series, opts.command),
     generated: new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC'),
   });

@@ -18,6 +18,7 @@ export interface Page {
   subtitle: string;
   sections: PlotSection[];
   summary: string;
+  predictions: string;
   run: string;
   generated: string;
 }
@@ -39,7 +40,7 @@ function section(s: PlotSection): string {
 }
 
 export function renderPage(page: Page): string {
-  const nav = [...page.sections.map((s) => [s.id, s.title]), ['summary', 'Summary'], ['run', 'Run']]
+  const nav = [...page.sections.map((s) => [s.id, s.title]), ['summary', 'Summary'], ['predictions', 'Predictions'], ['run', 'Run']]
     .map(([id, title]) => `<a href="#${id}">${escapeHtml(title!)}</a>`).join('');
   return `<!doctype html>
 <html lang="en">
@@ -60,6 +61,9 @@ export function renderPage(page: Page): string {
 ${page.sections.map(section).join('\n')}
 <section id="summary"><h2>Summary</h2>
 ${page.summary}
+</section>
+<section id="predictions"><h2>Predictions</h2>
+${page.predictions}
 </section>
 <section id="run"><h2>Run</h2>
 ${page.run}

@@ -3,13 +3,13 @@
  * budget as a label and as the amount of KV kept, and whether it measured perplexity rather than accuracy.
  */
 import type { CellResult } from '../types.js';
-import { fmtPercent } from './format.js';
+import { keptLabel } from '../summary.js';
 
 export interface Row {
   cell: CellResult;
   /** 'full KV', or the method name plus the settings that vary between its cells. */
   series: string;
-  /** 'full KV', '50% kept', '512 tokens kept' or 'no budget'. */
+  /** The share of the KV kept, worded as on the console: '100% kept' (full KV), '50% kept', '512 tokens kept', or 'no budget'. */
   budget: string;
   budgetKind: 'ratio' | 'tokens' | null;
   /** KV kept: a fraction of the prompt's cache (1 − ratio) for ratio budgets, tokens for token budgets. */
@@ -27,6 +27,8 @@ export interface SeriesInfo {
 }
 
 export const FULL_SERIES = 'full KV';
+/** The budget of full KV, worded as the others. */
+export const FULL_BUDGET = keptLabel(null);
 const FULL_COLOR = '#4a4a4a';
 /** Tableau 10 without its grey (kept for full KV), then Tableau 20's lighter partners. */
 const PALETTE = [
@@ -55,12 +57,12 @@ function settingParts(cell: CellResult): Record<string, string> {
 function budgetOf(cell: CellResult): Pick<Row, 'budget' | 'budgetKind' | 'kept'> {
   const b = cell.budget;
   if (b && 'ratio' in b && Number.isFinite(b.ratio)) {
-    return { budget: `${fmtPercent(1 - b.ratio, 0)} kept`, budgetKind: 'ratio', kept: 1 - b.ratio };
+    return { budget: keptLabel(b), budgetKind: 'ratio', kept: 1 - b.ratio };
   }
   if (b && 'tokens' in b && Number.isFinite(b.tokens)) {
-    return { budget: `${b.tokens} tokens kept`, budgetKind: 'tokens', kept: b.tokens };
+    return { budget: keptLabel(b), budgetKind: 'tokens', kept: b.tokens };
   }
-  return { budget: cell.method === 'full' ? FULL_SERIES : 'no budget', budgetKind: null, kept: null };
+  return { budget: cell.method === 'full' ? keptLabel(null) : 'no budget', budgetKind: null, kept: null };
 }
 
 /** Labels every cell; a method's label names only the settings that differ between its cells. */

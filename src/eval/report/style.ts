@@ -18,7 +18,7 @@ section { background: var(--card); border: 1px solid var(--line); border-radius:
 figure.plot { margin: 0 0 16px; }
 figure.plot:last-child { margin-bottom: 0; }
 figure.plot .svg { overflow-x: auto; }
-figure.plot svg { display: block; max-width: none; }
+figure.plot svg { display: block; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
 p.note { color: var(--muted); background: #fafafc; border: 1px dashed var(--line); border-radius: 8px; padding: 10px 14px; margin: 0 0 12px; }
 .table-wrap { overflow-x: auto; }
@@ -27,7 +27,15 @@ th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: le
 thead th { position: sticky; top: 0; background: var(--card); border-bottom: 2px solid #cfcfd6; white-space: nowrap; font-weight: 600; }
 table.summary tbody tr:nth-child(even) { background: #fafafc; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.acc { background: linear-gradient(90deg, #dce8f4 var(--v), transparent var(--v)); }
+td.acc { background: linear-gradient(90deg, transparent var(--lo), #8fb3d6 var(--lo), #8fb3d6 var(--hi), transparent var(--hi)) bottom / 100% 3px no-repeat,
+  linear-gradient(90deg, #dce8f4 var(--v), transparent var(--v)); }
+table.predictions td { font-size: 12.5px; padding: 3px 8px; }
+td.mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
+td.pred { overflow-wrap: anywhere; max-width: 28em; }
+.ok { color: #2e7d32; white-space: nowrap; }
+.bad { color: #b3261e; white-space: nowrap; }
+details summary { cursor: pointer; color: var(--accent); margin-bottom: 8px; }
+h3 + .table-wrap { margin-bottom: 14px; }
 table.meta th { color: var(--muted); font-weight: 500; white-space: nowrap; width: 1%; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: baseline; }
 .muted { color: var(--muted); }

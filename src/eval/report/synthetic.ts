@@ -82,7 +82,7 @@ export function syntheticCells(options: SyntheticOptions = {}): CellResult[] {
               commit: 'a1b2c3d4e5f6a7b8', date: new Date(start + cells.length * 41_000).toISOString(),
               metrics: {
                 accuracy: options.perplexity ? 0 : found / 4,
-                ...(options.perplexity ? { perplexity: 8 + 6 * (1 - kept) ** 1.5 + rnd() } : { prediction: 'The special magic number is 7319.' }),
+                ...(options.perplexity ? { perplexity: 8 + 6 * (1 - kept) ** 1.5 + rnd() } : { prediction: found === 4 ? ' 7319.' : found === 0 ? ' 73199999999999' : ' 7319 or 4455', expected: ['7319'] }),
                 kvBytes, peakKvBytes,
                 peakRssBytes: 620 * MiB + peakKvBytes * 1.1 + rnd() * 30 * MiB,
                 promptTokens: contextLength,

@@ -9,7 +9,7 @@ export const THEME: Config = {
   padding: 8,
   view: { stroke: '#d9d9d9' },
   axis: { labelFontSize: 11, titleFontSize: 12, titleFontWeight: 600, gridColor: '#ececec', domainColor: '#888', tickColor: '#888', labelColor: '#333', titleColor: '#222' },
-  legend: { labelFontSize: 11, titleFontSize: 12, titleFontWeight: 600, labelLimit: 260, symbolStrokeWidth: 2 },
+  legend: { labelFontSize: 11, titleFontSize: 12, titleFontWeight: 600, labelLimit: 0, symbolStrokeWidth: 2 },
   header: { labelColor: '#222' },
   line: { strokeCap: 'round', strokeJoin: 'round' },
 };

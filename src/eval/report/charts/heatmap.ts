@@ -1,6 +1,7 @@
 /**
- * Needle depth × context length heatmaps of mean accuracy: one panel per method and budget, the value printed in
- * each square. Only cells with a needle depth count.
+ * Needle depth × context length heatmaps of accuracy: one panel per method and budget, each square coloured by its
+ * mean and labelled with its count (correct of n: a handful of prompts, too few for a percentage to mean much).
+ * Only cells with a needle depth count, and only a run with more than one depth gets the plot.
  */
 import type { TopLevelSpec } from 'vega-lite';
 import { FULL_SERIES, compareBudgets, type Row } from '../rows.js';
@@ -14,6 +15,8 @@ interface Square {
   depth: string;
   accuracy: number;
   n: number;
+  /** 'k/n': the correct answers (part credit summed) of n. */
+  count: string;
 }
 
 function panelOf(row: Row): string {
@@ -42,11 +45,17 @@ function wrapColumns(panels: string[], contexts: number): number {
 export function heatmapChart(input: ChartInput): Chart {
   const id = 'needle-heatmap';
   const title = 'Needle depth × context length';
-  const caption = 'Mean accuracy for each needle depth (0% = start of the context) and context length; one panel per method and budget.';
+  const caption = 'Correct answers of the prompts at each needle depth (0% = start of the context) and context length, coloured by their '
+    + 'share; one panel per method and budget. Each square holds only a few prompts: read the pattern (where in the context a method '
+    + 'loses the needle), not the single squares.';
   const rows = input.rows.filter((r) => !r.perplexity && typeof r.cell.depth === 'number' && Number.isFinite(r.cell.depth)
     && Number.isFinite(r.cell.metrics.accuracy));
   if (rows.length === 0) {
     return { id, title, caption, note: 'No accuracy cell has a needle depth (no depth sweep in this run).' };
+  }
+  const depthsSeen = distinct(rows.map((r) => r.cell.depth as number));
+  if (depthsSeen.length < 2) {
+    return { id, title, caption, note: `Every prompt has its needle at depth ${fmtPercent(depthsSeen[0]!, 0)}: no depth × length map (a sweep over several depths draws one).` };
   }
   const order = new Map(input.series.map((s, i) => [s.name, i]));
   const sorted = [...rows].sort((a, b) => (order.get(a.series) ?? 0) - (order.get(b.series) ?? 0) || compareBudgets(a, b));
@@ -57,9 +66,11 @@ export function heatmapChart(input: ChartInput): Chart {
   const data: Square[] = [];
   for (const group of groupBy(rows, (r) => JSON.stringify([panelOf(r), r.cell.contextLength, r.cell.depth])).values()) {
     const first = group[0]!;
+    const hits = group.reduce((s, r) => s + r.cell.metrics.accuracy, 0);
     data.push({
       panel: panelOf(first), context: fmtTokens(first.cell.contextLength), depth: fmtPercent(first.cell.depth as number, 0),
       accuracy: meanOf(group, (r) => r.cell.metrics.accuracy)!, n: group.length,
+      count: `${Number.isInteger(hits) ? hits : hits.toFixed(1)}/${group.length}`,
     });
   }
   const x = { field: 'context', type: 'ordinal' as const, sort: contexts, title: 'context length', axis: { labelAngle: 0 } };
@@ -77,14 +88,14 @@ export function heatmapChart(input: ChartInput): Chart {
           mark: { type: 'rect', stroke: 'white', strokeWidth: 1 },
           encoding: {
             x, y,
-            color: { field: 'accuracy', type: 'quantitative', title: 'accuracy', scale: { domain: [0, 1], scheme: 'viridis' }, legend: { format: '.0%' } },
+            color: { field: 'accuracy', type: 'quantitative', title: 'accuracy', scale: { domain: [0, 1], scheme: 'viridis' }, legend: { format: '.0%', title: 'share correct' } },
           },
         },
         {
           mark: { type: 'text', fontSize: 10 },
           encoding: {
             x, y,
-            text: { field: 'accuracy', type: 'quantitative', format: '.0%' },
+            text: { field: 'count', type: 'nominal' },
             color: { condition: { test: 'datum.accuracy < 0.55', value: 'white' }, value: 'black' },
           },
         },

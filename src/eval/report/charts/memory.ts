@@ -5,7 +5,7 @@
  * budgets).
  */
 import type { TopLevelSpec } from 'vega-lite';
-import { compareBudgets, FULL_SERIES, type Row } from '../rows.js';
+import { compareBudgets, FULL_BUDGET, type Row } from '../rows.js';
 import { groupBy, meanOf, distinct } from '../aggregate.js';
 import { fmtTokens, toMiB } from '../format.js';
 import { type Chart, type ChartInput, contextLabels } from './chart.js';
@@ -33,9 +33,9 @@ function plasma(t: number): string {
 
 /** Full KV in grey, the budgets along the plasma scheme from most kept (dark) to least. */
 function budgetScale(budgets: string[]): { domain: string[]; range: string[] } {
-  const budgeted = budgets.filter((b) => b !== FULL_SERIES);
+  const budgeted = budgets.filter((b) => b !== FULL_BUDGET);
   const colors = budgeted.map((_, i) => plasma(budgeted.length === 1 ? 0.3 : 0.05 + (0.7 * i) / (budgeted.length - 1)));
-  return { domain: budgets, range: budgets.map((b) => (b === FULL_SERIES ? '#4a4a4a' : colors[budgeted.indexOf(b)]!)) };
+  return { domain: budgets, range: budgets.map((b) => (b === FULL_BUDGET ? '#4a4a4a' : colors[budgeted.indexOf(b)]!)) };
 }
 
 export function memoryChart(input: ChartInput): Chart {
@@ -63,14 +63,14 @@ export function memoryChart(input: ChartInput): Chart {
     columns: 3,
     resolve: { scale: { y: 'independent' } },
     spec: {
-      width: 230,
+      width: 220,
       height: 190,
       mark: { type: 'line', point: { size: 36, filled: true }, strokeWidth: 2 },
       encoding: {
         x: { field: 'context', type: 'ordinal', sort: contextLabels(input.rows), title: 'context length (tokens)', axis: { labelAngle: 0 } },
         y: { field: 'mib', type: 'quantitative', title: 'MiB' },
-        color: { field: 'budget', type: 'nominal', title: 'budget', sort: budgets, scale: budgetScale(budgets) },
-        shape: { field: 'series', type: 'nominal', title: 'method', sort: input.series.map((s) => s.name) },
+        color: { field: 'budget', type: 'nominal', title: 'KV kept', sort: budgets, scale: budgetScale(budgets), legend: { orient: 'bottom', direction: 'horizontal', columns: 4 } },
+        shape: { field: 'series', type: 'nominal', title: 'method', sort: input.series.map((s) => s.name), legend: { orient: 'bottom', direction: 'horizontal', columns: 4 } },
       },
     },
   } as TopLevelSpec;

@@ -50,14 +50,14 @@ export function speedChart(input: ChartInput): Chart {
     columns: 3,
     resolve: { scale: { x: 'independent' } },
     spec: {
-      width: 200,
+      width: 180,
       height: labels.length * band,
       mark: { type: 'bar', height: { band: 0.85 } },
       encoding: {
-        y: { field: 'label', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 280 } },
+        y: { field: 'label', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0 } },
         yOffset: { field: 'context', type: 'ordinal', sort: contexts },
         x: { field: 'value', type: 'quantitative', title: null },
-        color: { field: 'context', type: 'ordinal', sort: contexts, title: 'context length', scale: { scheme: { name: 'blues', extent: [0.35, 0.9] } } },
+        color: { field: 'context', type: 'ordinal', sort: contexts, title: 'context length', scale: { scheme: { name: 'blues', extent: [0.35, 0.9] } }, legend: { orient: 'bottom', direction: 'horizontal' } },
       },
     },
   } as TopLevelSpec;
