@@ -17,6 +17,7 @@ export const sections: BenchSection[] = [
   { name: 'matmul', title: 'Matrix multiply', run: (opts) => benchMatmul(opts) },
   { name: 'kv-memory', title: 'KV memory during prefill (attend-mini)', run: benchKvMemory },
   { name: 'model', title: 'Prefill and decode (attend-mini)', run: (opts) => import('./model.js').then((m) => m.benchModel(opts)) },
+  { name: 'kv-dtype', title: 'Decode with an f32, f16 or bf16 KV cache (attend-mini)', run: (opts) => import('./kv-dtype.js').then((m) => m.benchKvDtype(opts)) },
 ];
 
 function machine(): string {

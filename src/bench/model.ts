@@ -11,8 +11,6 @@
  *   on a clone of the prefilled cache (the clone is inside the timing, < 1%), onnxruntime one run per token with
  *   the present tensors fed back as past, as transformers.js does.
  */
-import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { cpuBackend } from '../backend/cpu/index.js';
@@ -25,17 +23,13 @@ import { newCache } from '../models/model.js';
 import { benchBandwidth } from './matmul.js';
 import { type OnnxAttention, OrtLlama, type OrtPast } from './onnx-llama.js';
 import type { BenchOptions, Row } from './report.js';
-import { measure, sleep } from './timing.js';
+import { type Contender, cpuSnapshot, machineLoadRow, race, sleep } from './timing.js';
 
 type Ort = typeof import('onnxruntime-node');
 
 export const PREFILL_LENGTHS = [128, 512, 2048];
 export const DECODE_AFTER = [512, 2048];
 export const DECODE_TOKENS = 64;
-
-/** Interleaved rounds per contender and case (fewer for the slow 2048-token prefill). */
-const ROUNDS = 3;
-const SLOW_ROUNDS = 2;
 
 const DEFAULT_MODEL = join(import.meta.dirname, '..', '..', 'models', 'attend-mini');
 
@@ -98,42 +92,6 @@ function timedBackend(vocab: number): { backend: Backend; ms: Map<string, number
     },
   });
   return { backend, ms, on };
-}
-
-/**
- * CPU time the whole machine spent busy (Linux /proc/stat, USER_HZ = 100) and this process's own CPU time, ms: the
- * difference over a section is what other processes took (this VM is shared, and a concurrent job skews timings).
- */
-function cpuSnapshot(): { machine: number; own: number; wall: number } | undefined {
-  try {
-    const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const busy = v[0] + v[1] + v[2] + (v[5] ?? 0) + (v[6] ?? 0) + (v[7] ?? 0); // user nice system irq softirq steal
-    const own = process.cpuUsage();
-    return { machine: busy * 10, own: (own.user + own.system) / 1000, wall: performance.now() };
-  } catch {
-    return undefined;
-  }
-}
-
-interface Contender {
-  impl: string;
-  threads: number;
-  /** One timed call: a whole prefill, or DECODE_TOKENS decode steps. */
-  call(): unknown;
-}
-
-/** Best median over interleaved rounds, per contender (ms per call). */
-async function race(contenders: Contender[], opts: BenchOptions, slow: boolean): Promise<Map<Contender, number>> {
-  const best = new Map<Contender, number>();
-  const rounds = slow ? (opts.budgetMs < 1000 ? 1 : SLOW_ROUNDS) : ROUNDS;
-  for (let r = 0; r < rounds; r++) {
-    for (const ct of contenders) {
-      const t = await measure(() => ct.call(), { ...opts, minWarmup: 1, budgetMs: opts.budgetMs / rounds });
-      best.set(ct, Math.min(best.get(ct) ?? Infinity, t.ms));
-      await sleep(100); // let spinning pool threads (OpenBLAS, onnxruntime) go idle before the next contender
-    }
-  }
-  return best;
 }
 
 /** The section: prefill and decode tokens/s, Attend vs onnxruntime-node, and where Attend's time goes. */
@@ -265,14 +223,8 @@ export async function benchModel(opts: BenchOptions, dir = process.env.ATTEND_BE
     }, 3);
   }
 
-  const cpu1 = cpuSnapshot();
-  if (cpu0 && cpu1) {
-    const cores = os.availableParallelism();
-    const other = Math.max(0, cpu1.machine - cpu0.machine - (cpu1.own - cpu0.own)) / ((cpu1.wall - cpu0.wall) * cores);
-    const s = ((cpu1.wall - cpu0.wall) / 1000).toFixed(0);
-    rows.push({ section, case: 'machine load', impl: 'other processes', threads: cores, ms: NaN, note: `${(100 * other).toFixed(1)}% of ${cores} cores over the section's ${s} s` });
-    if (other > 0.05) console.warn(`warning: other processes used ${(100 * other).toFixed(0)}% of the CPU during the model section; timings are skewed`);
-  }
+  const load = machineLoadRow(section, cpu0, 'model');
+  if (load) rows.push(load);
   if (typeof ort === 'string') rows.push({ section, case: '', impl: 'onnxruntime', threads: 0, ms: NaN, note: ort });
   return rows;
 }
