@@ -58,6 +58,7 @@ const OP = {
 const SIMD = {
   'f32x4.splat': 0x13, 'f64x2.splat': 0x14,
   'v128.and': 0x4e, 'v128.andnot': 0x4f, 'v128.or': 0x50, 'v128.bitselect': 0x52,
+  'i32x4.eq': 0x37,
   'f32x4.lt': 0x43, 'f32x4.gt': 0x44, 'f32x4.ge': 0x46,
   'f32x4.demote_f64x2_zero': 0x5e, 'f64x2.promote_low_f32x4': 0x5f,
   'f32x4.nearest': 0x6a,
