@@ -171,10 +171,17 @@ QUESTIONS = {
                 "I forgot {R}. What was it?", "What's {R}?"],
 }
 
-# How the prompt ends. {RC} is the reference with a capital (an "echo" cue, as RULER's answer prefix).
+# How the prompt ends. {RC} is the reference with a capital (an "echo" cue, as RULER's answer prefix);
+# {L} is a label drawn from LABELS ("Result:"), so that training sees many "Label:" endings, not a few.
+LABELS = {
+    "train": ["Result", "Solution", "Value", "Ans", "Final answer", "The value", "Assistant", "AI", "Model",
+              "Prediction", "Completion", "My answer", "Your response", "Response", "Answer", "Out", "Reply to the "
+              "question", "Retrieved value", "Found", "Response from the assistant", "Answer (value only)"],
+    "heldout": [],
+}
 CUES = {
     "train": ["Answer:", "A:", "The answer is", "{RC} is", "", "", "Response:", "Answer: {RC} is",
-              "Answer with the value only.\nAnswer:"],
+              "Answer with the value only.\nAnswer:", "{L}:", "{L}:", "{L}:", "{L} -", "{RC}:", "It is"],
     "heldout": ["Reply:", "Output:", "{RC} mentioned in the provided text is", "Your answer:", ""],
 }
 
@@ -301,6 +308,8 @@ def gen_para(rng: random.Random, split: str, corpus: Corpus | None, nchars: int,
     body = "".join(insert_at(units, needles)).rstrip()
     question = _question(rng, split, ref)
     cue = rng.choice(CUES[split]).replace("{RC}", cap(ref))
+    if "{L}" in cue:
+        cue = cue.replace("{L}", rng.choice(LABELS[split]))
     intro = rng.choice(INTROS[split]).format(a=attr, A=plural(attr), an=article(attr)) if rng.random() < 0.7 else ""
     before, after = rng.choice(FRAMES[split])
     parts = [intro] if intro else []
