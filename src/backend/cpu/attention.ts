@@ -13,7 +13,7 @@
  */
 import type { AttentionOptions } from '../backend.js';
 import type { LayerCache } from '../../cache/kv-cache.js';
-import { matmulNN, matmulTransB } from './matmul.js';
+import { matmulNN, matmulTransB, onCallingThread } from './matmul.js';
 import { acquireWorkspace, releaseWorkspace } from './attention/softmax.js';
 import { widenHalf } from './convert/half.js';
 import type { DType } from '../../tensor/dtype.js';
@@ -26,6 +26,15 @@ const BLOCK_SCORES = 1 << 20;
  */
 const TRIANGLE_SHARE = 4;
 const MIN_BLOCK_TOKENS = 16;
+/**
+ * Query rows per KV head (the products' M) up to which a call over a 16-bit cache keeps OpenBLAS on the calling
+ * thread: one decode step of a group of up to 8 query heads. Such products are bound by reading keys and values that
+ * this thread has just widened, and a second OpenBLAS thread on another core would first have to pull each of those
+ * cache lines across (docs/performance.md). OpenBLAS gives the same bits on one thread as on two at these sizes (it
+ * splits N between threads; every output is the same kernel's sum over the same k order): test/attention checks it
+ * on whichever matmul path runs the tests. Larger M (prefill) stays on every thread.
+ */
+const SMALL_M = 8;
 
 /** Reusable scratch (queries, outputs, widened keys/values, per-token visible ranges). */
 class Scratch {
@@ -75,7 +84,11 @@ export function attention(
   const buf = free.pop() ?? { q: new Scratch(), o: new Scratch(), k: new Scratch(), v: new Scratch(), lo: new IntScratch(), hi: new IntScratch() };
   const ws = acquireWorkspace();
   try {
-    run(q, rows, numHeads, layer, positions, opts, out, buf, ws);
+    const go = () => run(q, rows, numHeads, layer, positions, opts, out, buf, ws);
+    // Decode-sized calls over a 16-bit cache multiply the scratch this thread has just widened: keep OpenBLAS on it.
+    const m = rows * (numHeads / Math.max(1, layer.heads.length));
+    if (layer.heads[0]?.dtype !== 'f32' && m <= SMALL_M) onCallingThread(go);
+    else go();
   } finally {
     free.push(buf);
     releaseWorkspace(ws);

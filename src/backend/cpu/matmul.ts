@@ -117,3 +117,21 @@ export function releaseMatmulWeights(b: Float32Array): void {
 }
 
 export { defaultThreads as matmulDefaultThreads };
+
+/**
+ * Runs `fn` with the OpenBLAS path held to the calling thread (other paths: as they are). For products over arrays
+ * this thread has just written, as the attention's widened 16-bit KV scratch: a second OpenBLAS thread on another
+ * core would first pull each freshly written cache line across from this core, which costs more than it gains
+ * (see docs/performance.md, "KV cache in f16 or bf16").
+ */
+export function onCallingThread<T>(fn: () => T): T {
+  const ob = current().name === 'openblas' ? openBlas() : undefined;
+  if (!ob || ob.threads <= 1) return fn();
+  const threads = ob.threads;
+  ob.setThreads(1);
+  try {
+    return fn();
+  } finally {
+    ob.setThreads(threads);
+  }
+}
