@@ -26,7 +26,10 @@ export function addPressFlags(command: Command): Command {
     .option('--press-during <when>', 'prefill: compress once the prompt is in (default); chunks: after every prefill chunk')
     .option('--compress-every <n>', 'also compress while decoding, every n tokens', parseCount('--compress-every'))
     .option('--compress-max <n>', 'also compress while decoding whenever a head holds more than n entries', parseCount('--compress-max'))
-    .option('--kv-dtype <dtype>', 'KV cache storage: f32 (default), f16 or bf16');
+    .option(
+      '--kv-dtype <dtype>',
+      'KV cache storage: f32 (default), f16 or bf16 (half the memory; decode within ~1.1x of f32 for bf16, ~1.3-1.6x for f16 at 2-4K tokens: docs/performance.md)',
+    );
 }
 
 export function kvDtypeFrom(flags: PressFlags): DType | undefined {
