@@ -680,6 +680,7 @@ if __name__ == "__main__":
     ap.add_argument("specs", help="data/heldout/eval_specs.jsonl")
     ap.add_argument("out", help="output .jsonl with task, length, depth, prompt, answer")
     ap.add_argument("--heldout", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "heldout", "heldout.jsonl.gz"))
+    ap.add_argument("--tasks", default=None, help="comma-separated tasks to keep (default: all)")
     ap.add_argument("--unseen", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "heldout", "unseen.jsonl.gz"))
     args = ap.parse_args()
     import wording  # the para_* tasks (held-out wording, haystacks from unseen corpora)
@@ -687,13 +688,18 @@ if __name__ == "__main__":
     corpus = Corpus(Corpus.load_jsonl_xz(args.heldout), EVAL_HAYSTACK_SOURCES)
     unseen = wording.unseen_corpus(args.unseen) if os.path.exists(args.unseen) else None
     n = 0
-    with open(args.specs) as f, open(args.out, "w") as g:
+    keep = set(args.tasks.split(",")) if args.tasks else None
+    import gzip
+    out = gzip.GzipFile(args.out, "wb", mtime=0) if args.out.endswith(".gz") else open(args.out, "wb")
+    with open(args.specs) as f, out as g:
         for line in f:
             sp = json.loads(line)
+            if keep is not None and sp["task"] not in keep:
+                continue
             c = unseen if sp["task"] in wording.TASKS else corpus
             s = generate(sp["task"], "heldout", sp["seed"], sp["nchars"], c, sp["depth"], sp["variant"])
             assert s.answer == sp["answer"], (sp, s.answer)
-            g.write(json.dumps(dict(task=sp["task"], length=sp["length"], depth=sp["depth"], prompt=s.prompt,
-                                    answer=s.answer, values=s.values)) + "\n")
+            g.write((json.dumps(dict(task=sp["task"], length=sp["length"], depth=sp["depth"], seed=sp["seed"],
+                                     prompt=s.prompt, answer=s.answer, values=s.values)) + "\n").encode("utf-8"))
             n += 1
     print(f"{n} instances written to {args.out}", file=sys.stderr)

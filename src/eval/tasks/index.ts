@@ -2,7 +2,8 @@
  * The task registry of `attend bench`: RULER's synthetic tasks (Hsieh et al., 2024) and passkey on held-out
  * haystacks, question answering over held-out documents, and held-out perplexity. Every generator is a pure
  * function of (seed, contextLength, depth, tokenizer); the formats are attend-mini's held-out ones
- * (tools/train/tasks.py), never its training ones.
+ * (tools/train/tasks.py), never its training ones; the wording_* tasks are held-out wordings on corpora never
+ * trained on (tools/train/wording.py, materialized in data/heldout/wording-eval.jsonl.gz).
  */
 import { AttendError } from '../../errors.js';
 import type { TaskGenerator } from '../types.js';
@@ -12,6 +13,7 @@ import { passkey } from './passkey.js';
 import { perplexity } from './perplexity.js';
 import { qa } from './qa.js';
 import { vt } from './vt.js';
+import { wordingMultikey, wordingPasskey, wordingSingle } from './wording.js';
 
 export const TASKS: readonly TaskGenerator[] = [
   passkey,
@@ -24,6 +26,9 @@ export const TASKS: readonly TaskGenerator[] = [
   fwe,
   qa,
   perplexity,
+  wordingSingle,
+  wordingMultikey,
+  wordingPasskey,
 ];
 
 export function taskByName(name: string): TaskGenerator {
