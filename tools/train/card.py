@@ -97,6 +97,39 @@ def formats_section():
     return "\n".join(out)
 
 
+# The stages behind the shipped weights (each continues from the previous one's export; tools/train/README.md).
+# The card's "Training" section describes the last stage's run from its own eval.json; this lists them all.
+STAGES = [
+    ("1", "2026-11-29", "v1", "from scratch", 13.0, 401, "2K then 8K context, fixed templates"),
+    ("2", "2026-11-29", "v2", "stage 1", 11.0, 369, "more passkey, needles at the edges, full-length rows (main model only)"),
+    ("3", "2026-12-01", "v3", "stage 2", 12.5, 365, "55% retrieval in any wording (wording.py), both models"),
+    ("4", "2026-12-01", "v4", "stage 3", 5.5, 160, "70% retrieval in any wording, generic answer labels, both models"),
+]
+
+
+def stages_table():
+    lines = ["| stage | date | task mix | starts from | minutes (H200) | tokens (M) | what it adds |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | `{c}` | {d} | {e:g} | {f} | {g} |" for a, b, c, d, e, f, g in STAGES]
+    return "\n".join(lines)
+
+
+def wording_section():
+    import wording as W
+    ex = lambda table: "; ".join(f"`{x}`" for x in table["heldout"] if x)
+    return "\n".join([
+        "The `para_*` rows are retrieval in wordings the model never saw, on text it never saw: every part of the "
+        "prompt comes from the held-out lists of `tools/train/wording.py`, disjoint from the training lists — "
+        "attributes (" + ", ".join(f"`{a}`" for a, _, _ in W.ATTRS["heldout"]) + "), keys (held-out names, "
+        "adjective-noun tags, `agent X`, `the X vault`), needle sentences (" + ex(W.NEEDLES) + "), questions ("
+        + ex(W.QUESTIONS) + "), answer cues (" + ex(W.CUES) + ", or none), intros and frames; a quarter are chat "
+        "prompts. Values are numbers, words of a category, codes or UUIDs; the answer is the bare value. Haystacks: "
+        "`para_single` and `para_multikey` use two corpora that are in no part of training (The Debian Administrator's "
+        "Handbook and the Linux kernel's process documents, `data/heldout/unseen.jsonl.gz`), `para_passkey` the "
+        "held-out noise. The same 264 prompts run in the TypeScript runtime with "
+        "`npx attend bench --config docs/sweeps/wording.json` (and `wording-others.json`).",
+    ])
+
+
 def sources_summary():
     p = os.path.join(ROOT, "data", "corpus_stats.json")
     if not os.path.exists(p):
@@ -167,7 +200,8 @@ def write_cards(mdir, ddir, res):
               "## Training data", "", sources_summary(), "",
               f"Mixture (per row of the batch): {100*D.P_PLAIN:.0f}% plain text windows; {100*(1-D.P_PLAIN):.0f}% packed synthetic task samples "
               "(passkey, single / multi-key / dense multi-key / multi-value / multi-query needles, variable tracking, "
-              "frequent words, key-value retrieval; haystacks from the training documents or repetitive noise), the row's "
+              "frequent words, key-value retrieval; from stage 3 on, retrieval in any wording from `wording.py`; haystacks from "
+              "the training documents or repetitive noise), the row's "
               "remainder filled with plain text. Loss: mean cross entropy over plain-text tokens + mean cross entropy over "
               "the answer tokens of task samples (including the closing `<|endoftext|>`); prompt / haystack / question "
               "tokens of task samples carry no loss, so the retrieval signal is not drowned by haystack text." + role_txt, "",
@@ -182,6 +216,7 @@ def write_cards(mdir, ddir, res):
               f"- training tokens of the plain-text corpus: {run.get('data', {}).get('train_tokens', 0)/1e6:.1f} M "
               f"({run.get('data', {}).get('bytes_per_token', 0):.2f} bytes/token)",
               "- recipe: `tools/train/` in the Attend repository (`README.md` there).", "",
+              "The weights are the last of these stages (the schedule above is that stage's run):", "", stages_table(), "",
               "![loss curves](loss.png)", "",
               "## Evaluation (held-out split, full KV cache)", ""]
         if ppl:
@@ -195,10 +230,12 @@ def write_cards(mdir, ddir, res):
             s += ["Greedy exact-match accuracy on held-out instances (held-out haystack documents, templates and key words; "
                   "computed by teacher forcing, which is exactly greedy exact match — see `tools/train/evaluate.py`):", "",
                   _table(tsum, lengths), ""]
-            for t in ("passkey", "niah_single"):
+            for t in ("passkey", "niah_single", "para_single"):
                 dt = _depth_table(tsum, t, lengths)
                 if dt:
                     s += [f"By needle depth ({t}):", "", dt, ""]
+            if any(t.startswith("para_") for t in tsum["by_task_length"]):
+                s += [wording_section(), ""]
         if name == "main" and res.get("generate_main"):
             g = res["generate_main"]
             s += [f"Cross-check with `transformers` `generate` (greedy) from this checkpoint on {g['n']} instances: "
@@ -213,7 +250,7 @@ def write_cards(mdir, ddir, res):
               "## Limitations", "",
               "A ~30 M-parameter model trained for minutes on ~40 MB of text: its free-form text is weak and its knowledge is "
               "negligible; it is meant for testing long-context inference (KV cache policies, retrieval; speculative "
-              "decoding once Attend implements it), not for answering questions. Accuracy outside the trained formats is not guaranteed.", "",
+              "decoding once Attend implements it), not for answering questions. Retrieval in wordings never seen in training works often but not reliably (the para_* rows above; weakest with several keys, with words or codes as values, and with unseen answer cues such as `Reply:`).", "",
               "## Licence", "",
               "Weights: trained by the Attend project, released under the project's licence (MIT). Training text: see the "
               "data table above; the public-domain and permissively licensed sources allow this use.", ""]
