@@ -7,6 +7,7 @@
  */
 import type { Command } from 'commander';
 import { check } from '../errors.js';
+import { checkFiniteLogits } from '../generate/finite.js';
 import { allLogits } from '../generate/logits.js';
 import { prefill } from '../generate/prefill.js';
 import { writeFileAtomic } from '../io/files.js';
@@ -59,6 +60,8 @@ export function registerLogits(program: Command): void {
       });
       logits = lm.model.forward(flags.questionIds, cache).f32;
     }
+    const firstPosition = flags.questionIds ? ids.length : 0;
+    checkFiniteLogits(logits, (row) => `logits row ${row - firstPosition} (position ${row}), not written to ${flags.out}`, vocabSize, firstPosition);
     writeFileAtomic(flags.out, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength));
     process.stderr.write(
       `wrote ${logits.length / vocabSize} × ${vocabSize} float32 logits to ${flags.out}; KV cache ${cache.bytes().toLocaleString('en')} bytes allocated, ${cache.liveBytes().toLocaleString('en')} bytes in live entries\n`,

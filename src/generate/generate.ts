@@ -8,6 +8,7 @@ import type { DType } from '../tensor/dtype.js';
 import { type CompressionPlan, CompressionSession, type CompressionStats } from '../presses/runner.js';
 import type { LoadedModel } from '../models/load.js';
 import { contextLength, newCache } from '../models/model.js';
+import { checkFiniteLogits } from './finite.js';
 import { prefill, type PrefillOptions } from './prefill.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 import { StopStringFilter } from './stop.js';
@@ -110,6 +111,12 @@ export async function* generateStream(
   let newTokens = 0;
   let finishReason: GenerationStats['finishReason'] = 'length';
   while (newTokens < maxNew) {
+    checkFiniteLogits(
+      logits,
+      newTokens === 0
+        ? `prefill (the prompt's last position, ${cache.nextPosition - 1})`
+        : `decode step ${newTokens} (position ${cache.nextPosition - 1})`,
+    );
     const token = sampler.sample(logits, history);
     newTokens++;
     history.push(token);

@@ -1,8 +1,13 @@
 /**
  * Turns a row of logits into the next token, in the order transformers applies its processors: repetition
  * penalty, then temperature, top-k, top-p and min-p, then a draw (or argmax when greedy).
+ *
+ * Temperature is applied as (score - max) / T in float64: the best token scores 0 and every other score is
+ * negative, so no T > 0 overflows (at T = 1e-38 the others go to -1e38 or -Infinity, whose exp is 0: greedy in
+ * effect). Logits holding NaN or ±Infinity are refused (see finite.ts), never sampled.
  */
 import { AttendError, check } from '../errors.js';
+import { checkFiniteLogits } from './finite.js';
 import { Random } from './random.js';
 
 export interface SamplingOptions {
@@ -20,7 +25,9 @@ export function validateSampling(o: SamplingOptions): void {
   const bad = (what: string) => {
     throw new AttendError(what);
   };
-  if (o.temperature !== undefined && !(o.temperature >= 0)) bad(`temperature must be ≥ 0, got ${o.temperature}`);
+  if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) {
+    bad(`temperature must be a finite number ≥ 0, got ${o.temperature}`);
+  }
   if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) bad(`top-k must be a whole number ≥ 0, got ${o.topK}`);
   if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) bad(`top-p must be in (0, 1], got ${o.topP}`);
   if (o.minP !== undefined && !(o.minP >= 0 && o.minP <= 1)) bad(`min-p must be in [0, 1], got ${o.minP}`);
@@ -43,6 +50,7 @@ export class Sampler {
 
   /** Picks the next token; `history` is every id of the sequence so far (prompt included, as transformers does). */
   sample(logits: Float32Array, history: ArrayLike<number>): number {
+    checkFiniteLogits(logits, 'sampler');
     const scores = Float32Array.from(logits);
     const penalty = this.opts.repetitionPenalty ?? 1;
     if (penalty !== 1) {
@@ -52,26 +60,28 @@ export class Sampler {
     }
     if (this.greedy) return argmax(scores);
     const t = this.opts.temperature!;
-    for (let i = 0; i < scores.length; i++) scores[i] /= t;
+    const max = scores[argmax(scores)];
+    const scaled = new Float64Array(scores.length);
+    for (let i = 0; i < scores.length; i++) scaled[i] = (scores[i] - max) / t;
     // Candidates sorted by score, best first; each filter shortens the list.
-    let order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a]);
+    let order = Array.from(scaled.keys()).sort((a, b) => scaled[b] - scaled[a]);
     const k = this.opts.topK ?? 0;
     if (k > 0 && k < order.length) order = order.slice(0, k);
-    let probs = softmaxOf(scores, order);
+    let probs = softmaxOf(scaled, order);
     const topP = this.opts.topP ?? 1;
     if (topP < 1) {
       let cumulative = 0;
       let keep = 0;
       while (keep < order.length && cumulative < topP) cumulative += probs[keep++];
       order = order.slice(0, Math.max(1, keep));
-      probs = softmaxOf(scores, order);
+      probs = softmaxOf(scaled, order);
     }
     const minP = this.opts.minP ?? 0;
     if (minP > 0) {
       const threshold = minP * probs[0];
       const keep = Math.max(1, probs.findIndex((p) => p < threshold) === -1 ? probs.length : probs.findIndex((p) => p < threshold));
       order = order.slice(0, keep);
-      probs = softmaxOf(scores, order);
+      probs = softmaxOf(scaled, order);
     }
     let u = this.random.next();
     for (let i = 0; i < order.length; i++) {
@@ -88,7 +98,7 @@ export function argmax(x: ArrayLike<number>): number {
   return best;
 }
 
-function softmaxOf(scores: Float32Array, order: number[]): number[] {
+function softmaxOf(scores: Float64Array, order: number[]): number[] {
   const max = scores[order[0]];
   const e = order.map((i) => Math.exp(scores[i] - max));
   const sum = e.reduce((a, b) => a + b, 0);
