@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AttendError, check } from '../errors.js';
+import { parseJson } from '../models/config.js';
 
 export interface GenerationDefaults {
   temperature?: number;
@@ -52,12 +53,13 @@ function valid(kind: Kind, v: unknown): boolean {
 export function readGenerationConfig(dir: string): GenerationDefaults {
   const file = join(dir, GENERATION_CONFIG_FILE);
   if (!existsSync(file)) return {};
-  let json: unknown;
+  let text: string;
   try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new AttendError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw new AttendError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
+  const json = parseJson(text, file);
   check(typeof json === 'object' && json !== null && !Array.isArray(json), `${file}: not a JSON object`);
   const raw = json as Record<string, unknown>;
   const out: GenerationDefaults = {};

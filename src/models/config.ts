@@ -63,97 +63,203 @@ export const SUPPORTED_ARCHITECTURES: Record<string, { modelType: string; family
 
 type Json = Record<string, unknown>;
 
+/**
+ * Bounds on config.json numbers. A value above one of these is a corrupt or hostile file, not a model: each is far
+ * beyond any released decoder, and keeping every size under 2^24 keeps the products the runtime forms (element
+ * counts, bytes per token) exact in a double.
+ */
+/** Layers: the deepest released decoders have under 200; per-layer tables are allocated before weights are read. */
+export const MAX_LAYERS = 4096;
+/** Widths, head counts, intermediate size and vocabulary: the widest released values are in the hundreds of thousands. */
+export const MAX_DIMENSION = 1 << 24;
+/** max_position_embeddings (and RoPE's original context): 16,777,216 tokens, beyond the longest released context (10M). */
+export const MAX_POSITIONS = 1 << 24;
+
+/** config.json dtype names and the storage dtype each means. */
+const DTYPES: Record<string, DType> = { float32: 'f32', float16: 'f16', bfloat16: 'bf16' };
+
+/**
+ * JSON.parse for a file's text, failing with one line: V8's messages quote the text around the error, newlines
+ * and all, so control characters in the message are escaped, it is capped, and "at position N" becomes a line and
+ * column. Shared by every reader of a model directory's JSON files.
+ */
+export function parseJson(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new AttendError(`${file}: not valid JSON (${jsonErrorLine(e, text)})`);
+  }
+}
+
+function jsonErrorLine(e: unknown, text: string): string {
+  let msg = e instanceof Error ? e.message : String(e);
+  msg = msg.replace(/ in JSON at position (\d+)(?: \(line \d+ column \d+\))?/, (_, p: string) => {
+    const before = text.slice(0, Number(p));
+    const line = before.split('\n').length;
+    return ` at line ${line} column ${Number(p) - before.lastIndexOf('\n')}`;
+  });
+  msg = msg.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => (c === '\n' ? '\\n' : c === '\t' ? '\\t' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+  return msg.length > 200 ? `${msg.slice(0, 200)}...` : msg;
+}
+
 export function readModelConfig(dir: string): ModelConfig {
   check(existsSync(dir), `model directory not found: ${dir}`);
   const path = join(dir, 'config.json');
   check(existsSync(path), `${path}: missing (a Hugging Face model directory needs config.json)`);
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new AttendError(`${path}: not valid JSON (${(e as Error).message})`);
+    throw new AttendError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
+  const raw = parseJson(text, path);
   check(raw !== null && typeof raw === 'object' && !Array.isArray(raw), `${path}: expected a JSON object`);
   return normaliseConfig(raw as Json, path);
 }
 
+/** Strict readers of config.json fields; every failure is one line naming the file and the field. */
+function fields(json: Json, source: string) {
+  const show = (v: unknown) => {
+    const text = JSON.stringify(v) ?? String(v);
+    return text.length > 40 ? `${text.slice(0, 40)}...` : text;
+  };
+  const present = (key: string) => json[key] !== undefined && json[key] !== null;
+  /** A positive integer no larger than `max` (the field, or `fallback` when absent or null). */
+  const int = (key: string, max: number, fallback?: number, from: Json = json): number => {
+    const v = from[key] ?? fallback;
+    check(v !== undefined, `${source}: "${key}" is missing`);
+    check(typeof v === 'number' && Number.isInteger(v) && v > 0, () => `${source}: "${key}" is ${show(v)}, expected a positive integer`);
+    check(v <= max, () => `${source}: "${key}" is ${v}, above the limit of ${max} (attend refuses sizes no released model has)`);
+    return v;
+  };
+  /** A finite positive number. */
+  const pos = (key: string, fallback?: number, from: Json = json): number => {
+    const v = from[key] ?? fallback;
+    check(v !== undefined, `${source}: "${key}" is missing`);
+    check(typeof v === 'number' && Number.isFinite(v) && v > 0, () => `${source}: "${key}" is ${show(v)}, expected a finite positive number`);
+    return v;
+  };
+  /** A boolean, `fallback` when absent or null. */
+  const bool = (key: string, fallback: boolean): boolean => {
+    const v = json[key] ?? fallback;
+    check(typeof v === 'boolean', () => `${source}: "${key}" is ${show(v)}, expected true or false`);
+    return v;
+  };
+  return { int, pos, bool, present, show };
+}
+type Fields = ReturnType<typeof fields>;
+
 export function normaliseConfig(json: Json, source = 'config.json'): ModelConfig {
   const architecture = pickArchitecture(json, source);
   const { modelType, family } = SUPPORTED_ARCHITECTURES[architecture];
-  const num = (key: string, fallback?: number): number => {
-    const v = json[key] ?? fallback;
-    check(typeof v === 'number' && Number.isFinite(v), `${source}: "${key}" must be a number`);
-    return v;
-  };
-  if (family === 'gpt2') return gpt2Config(json, num, architecture, source);
+  const f = fields(json, source);
+  const config = family === 'gpt2' ? gpt2Config(json, f, architecture, source) : llamaConfig(json, f, architecture, modelType, source);
+  checkConfig(config, source);
+  return config;
+}
 
-  const hiddenSize = num('hidden_size');
-  const numHeads = num('num_attention_heads');
-  const numKvHeads = num('num_key_value_heads', numHeads);
-  const headDim = typeof json.head_dim === 'number' ? json.head_dim : hiddenSize / numHeads;
-  check(Number.isInteger(headDim), `${source}: hidden_size ${hiddenSize} is not divisible by ${numHeads} heads`);
-  check(numHeads % numKvHeads === 0, `${source}: ${numHeads} attention heads are not a multiple of ${numKvHeads} key/value heads`);
-  const numLayers = num('num_hidden_layers');
-  const maxPositions = num('max_position_embeddings');
+function llamaConfig(json: Json, f: Fields, architecture: string, modelType: string, source: string): ModelConfig {
+  const hiddenSize = f.int('hidden_size', MAX_DIMENSION);
+  const numHeads = f.int('num_attention_heads', MAX_DIMENSION);
+  const numKvHeads = f.int('num_key_value_heads', MAX_DIMENSION, numHeads);
+  check(numHeads % numKvHeads === 0,
+    `${source}: "num_attention_heads" ${numHeads} is not a multiple of "num_key_value_heads" ${numKvHeads}`);
+  let headDim: number;
+  if (f.present('head_dim')) headDim = f.int('head_dim', MAX_DIMENSION);
+  else {
+    check(hiddenSize % numHeads === 0, `${source}: "hidden_size" ${hiddenSize} is not divisible by "num_attention_heads" ${numHeads} (and there is no "head_dim")`);
+    headDim = hiddenSize / numHeads;
+  }
+  const numLayers = f.int('num_hidden_layers', MAX_LAYERS);
+  const maxPositions = f.int('max_position_embeddings', MAX_POSITIONS);
   const act = String(json.hidden_act ?? 'silu');
   check(act === 'silu', `${source}: hidden_act "${act}" is not supported for ${architecture} (supported: silu)`);
+  const bias = f.bool('attention_bias', false);
   return {
     architecture,
     modelType,
-    family,
-    vocabSize: num('vocab_size'),
+    family: 'llama',
+    vocabSize: f.int('vocab_size', MAX_DIMENSION),
     hiddenSize,
-    intermediateSize: num('intermediate_size'),
+    intermediateSize: f.int('intermediate_size', MAX_DIMENSION),
     numLayers,
     numHeads,
     numKvHeads,
     headDim,
     maxPositions,
     norm: 'rms',
-    normEps: num('rms_norm_eps', 1e-6),
+    normEps: f.pos('rms_norm_eps', 1e-6),
     activation: 'silu',
-    qkvBias: modelType === 'qwen2' ? true : Boolean(json.attention_bias),
-    outBias: modelType === 'qwen2' ? false : Boolean(json.attention_bias),
+    qkvBias: modelType === 'qwen2' ? true : bias,
+    outBias: modelType === 'qwen2' ? false : bias,
     qkNorm: modelType === 'qwen3',
-    tieEmbeddings: Boolean(json.tie_word_embeddings ?? false),
-    rope: ropeConfig(json, headDim, maxPositions, source),
-    slidingWindows: slidingWindows(json, modelType, numLayers),
-    dtype: dtypeOf(json),
-    ...tokenIds(json),
+    tieEmbeddings: f.bool('tie_word_embeddings', false),
+    rope: ropeConfig(json, f, headDim, maxPositions, source),
+    slidingWindows: slidingWindows(json, f, modelType, numLayers, source),
+    dtype: dtypeOf(json, source),
+    ...tokenIds(json, source),
   };
 }
 
-function gpt2Config(json: Json, num: (k: string, f?: number) => number, architecture: string, source: string): ModelConfig {
-  const hiddenSize = num('n_embd');
-  const numHeads = num('n_head');
+function gpt2Config(json: Json, f: Fields, architecture: string, source: string): ModelConfig {
+  const hiddenSize = f.int('n_embd', MAX_DIMENSION);
+  const numHeads = f.int('n_head', MAX_DIMENSION);
+  check(hiddenSize % numHeads === 0, `${source}: "n_embd" ${hiddenSize} is not divisible by "n_head" ${numHeads}`);
   const act = String(json.activation_function ?? 'gelu_new');
   check(act === 'gelu_new' || act === 'gelu', `${source}: activation_function "${act}" is not supported (supported: gelu_new, gelu)`);
   check(!json.scale_attn_by_inverse_layer_idx, `${source}: scale_attn_by_inverse_layer_idx is not supported`);
   check(json.scale_attn_weights !== false, `${source}: scale_attn_weights=false is not supported`);
+  const numLayers = f.int('n_layer', MAX_LAYERS);
   return {
     architecture,
     modelType: 'gpt2',
     family: 'gpt2',
-    vocabSize: num('vocab_size'),
+    vocabSize: f.int('vocab_size', MAX_DIMENSION),
     hiddenSize,
-    intermediateSize: typeof json.n_inner === 'number' ? json.n_inner : 4 * hiddenSize,
-    numLayers: num('n_layer'),
+    intermediateSize: f.int('n_inner', MAX_DIMENSION, 4 * hiddenSize),
+    numLayers,
     numHeads,
     numKvHeads: numHeads,
     headDim: hiddenSize / numHeads,
-    maxPositions: num('n_positions'),
+    maxPositions: f.int('n_positions', MAX_POSITIONS),
     norm: 'layer',
-    normEps: num('layer_norm_epsilon', 1e-5),
+    normEps: f.pos('layer_norm_epsilon', 1e-5),
     activation: act,
     qkvBias: true,
     outBias: true,
     qkNorm: false,
-    tieEmbeddings: Boolean(json.tie_word_embeddings ?? true),
+    tieEmbeddings: f.bool('tie_word_embeddings', true),
     rope: null,
-    slidingWindows: new Array(num('n_layer')).fill(null),
-    dtype: dtypeOf(json),
-    ...tokenIds(json),
+    slidingWindows: new Array(numLayers).fill(null),
+    dtype: dtypeOf(json, source),
+    ...tokenIds(json, source),
   };
+}
+
+/**
+ * The invariants the model code relies on, checked once on the normalised config (the field readers above have
+ * already refused non-integers, non-positive values and sizes past the limits): a config that passes cannot reach
+ * the matmuls with a fractional head or an odd rotary width.
+ */
+export function checkConfig(c: ModelConfig, source = 'config.json'): void {
+  const positive = (v: number) => Number.isInteger(v) && v > 0;
+  check(positive(c.numLayers) && c.numLayers <= MAX_LAYERS, `${source}: ${c.numLayers} layers (expected 1 to ${MAX_LAYERS})`);
+  check(positive(c.numHeads) && positive(c.numKvHeads) && c.numHeads % c.numKvHeads === 0,
+    `${source}: ${c.numHeads} attention heads are not a multiple of ${c.numKvHeads} key/value heads`);
+  check(positive(c.headDim), `${source}: head dimension ${c.headDim} is not a positive integer`);
+  for (const [name, v] of [['hidden size', c.hiddenSize], ['intermediate size', c.intermediateSize], ['vocabulary size', c.vocabSize]] as const) {
+    check(positive(v) && v <= MAX_DIMENSION, `${source}: ${name} ${v} is not a positive integer up to ${MAX_DIMENSION}`);
+  }
+  check(positive(c.maxPositions) && c.maxPositions <= MAX_POSITIONS, `${source}: ${c.maxPositions} positions (expected 1 to ${MAX_POSITIONS})`);
+  check(Number.isFinite(c.normEps) && c.normEps > 0, `${source}: norm epsilon ${c.normEps} is not a finite positive number`);
+  check(c.slidingWindows.length === c.numLayers && c.slidingWindows.every((w) => w === null || positive(w)),
+    `${source}: sliding windows must be positive integers or null, one per layer`);
+  if (c.rope) {
+    const r = c.rope;
+    check(Number.isFinite(r.theta) && r.theta > 0, `${source}: rope_theta ${r.theta} is not a finite positive number`);
+    check(positive(r.dim) && r.dim <= c.headDim,
+      `${source}: the rotary width ${r.dim} (head_dim ${c.headDim} × partial_rotary_factor) must be from 1 to head_dim`);
+  }
 }
 
 function pickArchitecture(json: Json, source: string): string {
@@ -168,51 +274,69 @@ function pickArchitecture(json: Json, source: string): string {
 }
 
 /** transformers 5.x writes `rope_parameters`; 4.x wrote `rope_theta` plus an optional `rope_scaling`. */
-function ropeConfig(json: Json, headDim: number, maxPositions: number, source: string): RopeConfig {
-  const params = (json.rope_parameters ?? json.rope_scaling ?? {}) as Json;
-  const theta = Number(params.rope_theta ?? json.rope_theta ?? 10000);
+function ropeConfig(json: Json, f: Fields, headDim: number, maxPositions: number, source: string): RopeConfig {
+  const raw = json.rope_parameters ?? json.rope_scaling ?? {};
+  const key = json.rope_parameters !== undefined && json.rope_parameters !== null ? 'rope_parameters' : 'rope_scaling';
+  check(typeof raw === 'object' && !Array.isArray(raw), () => `${source}: "${key}" is ${f.show(raw)}, expected an object or null`);
+  const params = raw as Json;
+  const theta = f.pos('rope_theta', (json.rope_theta ?? 10000) as number, params);
   const type = String(params.rope_type ?? params.type ?? 'default');
   const known = ['default', 'linear', 'dynamic', 'llama3'];
   check(known.includes(type), `${source}: RoPE type "${type}" is not supported (supported: ${known.join(', ')})`);
-  const partial = Number(params.partial_rotary_factor ?? json.partial_rotary_factor ?? 1);
-  const factor = Number(params.factor ?? 1);
-  check(type === 'default' || (Number.isFinite(factor) && factor > 0), `${source}: RoPE "${type}" needs a positive factor`);
-  return {
-    type: type as RopeConfig['type'],
-    theta,
-    dim: Math.floor(headDim * partial),
-    factor,
-    lowFreqFactor: Number(params.low_freq_factor ?? 1),
-    highFreqFactor: Number(params.high_freq_factor ?? 4),
-    originalMaxPositions: Number(params.original_max_position_embeddings ?? maxPositions),
-  };
+  const partial = params.partial_rotary_factor ?? json.partial_rotary_factor ?? 1;
+  check(typeof partial === 'number' && partial > 0 && partial <= 1,
+    () => `${source}: "partial_rotary_factor" is ${f.show(partial)}, expected a number in (0, 1]`);
+  const dim = Math.floor(headDim * partial);
+  // RoPE rotates pairs. A partial factor must leave a positive even width; a full-width odd head_dim is left to
+  // the weights' shapes (a head of one dimension is a test fixture's, never a model's).
+  check(dim >= 1 && (partial === 1 || dim % 2 === 0),
+    `${source}: "partial_rotary_factor" ${partial} of head_dim ${headDim} rotates ${dim} dimensions; RoPE needs a positive even number`);
+  const scaled = type !== 'default';
+  const factor = scaled ? f.pos('factor', undefined, params) : Number(params.factor ?? 1);
+  const lowFreqFactor = type === 'llama3' ? f.pos('low_freq_factor', 1, params) : Number(params.low_freq_factor ?? 1);
+  const highFreqFactor = type === 'llama3' ? f.pos('high_freq_factor', 4, params) : Number(params.high_freq_factor ?? 4);
+  check(type !== 'llama3' || highFreqFactor > lowFreqFactor,
+    `${source}: RoPE llama3 "high_freq_factor" ${highFreqFactor} must be above "low_freq_factor" ${lowFreqFactor}`);
+  const originalMaxPositions = scaled ? f.int('original_max_position_embeddings', MAX_POSITIONS, maxPositions, params) : maxPositions;
+  check(type !== 'dynamic' || contextFits(maxPositions, factor),
+    `${source}: dynamic RoPE stretches ${maxPositions} positions by factor ${factor}, past the limit of ${MAX_POSITIONS}`);
+  return { type: type as RopeConfig['type'], theta, dim, factor, lowFreqFactor, highFreqFactor, originalMaxPositions };
 }
 
+const contextFits = (positions: number, factor: number) => positions * factor <= MAX_POSITIONS;
+
 /** Mistral windows every layer; Qwen2 windows layers from `max_window_layers` on when `use_sliding_window`. */
-function slidingWindows(json: Json, modelType: string, numLayers: number): (number | null)[] {
-  const window = typeof json.sliding_window === 'number' ? json.sliding_window : null;
+function slidingWindows(json: Json, f: Fields, modelType: string, numLayers: number, source: string): (number | null)[] {
+  const window = f.present('sliding_window') ? f.int('sliding_window', MAX_POSITIONS) : null;
   if (Array.isArray(json.layer_types) && json.layer_types.length === numLayers) {
     return json.layer_types.map((t) => (t === 'sliding_attention' ? window : null));
   }
   if (window === null) return new Array(numLayers).fill(null);
   if (modelType === 'mistral') return new Array(numLayers).fill(window);
   if (modelType === 'qwen2' || modelType === 'qwen3') {
-    if (!json.use_sliding_window) return new Array(numLayers).fill(null);
-    const from = Number(json.max_window_layers ?? numLayers);
+    if (!f.bool('use_sliding_window', false)) return new Array(numLayers).fill(null);
+    const from = json.max_window_layers ?? numLayers;
+    check(typeof from === 'number' && Number.isInteger(from) && from >= 0,
+      () => `${source}: "max_window_layers" is ${f.show(from)}, expected a non-negative integer`);
     return Array.from({ length: numLayers }, (_, i) => (i >= from ? window : null));
   }
   return new Array(numLayers).fill(null);
 }
 
-function dtypeOf(json: Json): DType {
-  const name = String(json.dtype ?? json.torch_dtype ?? 'float32');
-  if (name === 'bfloat16') return 'bf16';
-  if (name === 'float16') return 'f16';
-  return 'f32';
+function dtypeOf(json: Json, source: string): DType {
+  const key = json.dtype !== undefined && json.dtype !== null ? 'dtype' : 'torch_dtype';
+  const name = json[key] ?? 'float32';
+  const dtype = typeof name === 'string' && Object.hasOwn(DTYPES, name) ? DTYPES[name] : undefined;
+  check(dtype !== undefined, () => `${source}: "${key}" ${JSON.stringify(name)} is not supported (supported: ${Object.keys(DTYPES).join(', ')})`);
+  return dtype;
 }
 
-function tokenIds(json: Json): { bosTokenId?: number; eosTokenIds: number[] } {
-  const eos = json.eos_token_id;
-  const eosTokenIds = Array.isArray(eos) ? eos.map(Number) : typeof eos === 'number' ? [eos] : [];
-  return { bosTokenId: typeof json.bos_token_id === 'number' ? json.bos_token_id : undefined, eosTokenIds };
+function tokenIds(json: Json, source: string): { bosTokenId?: number; eosTokenIds: number[] } {
+  const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  const eos = json.eos_token_id ?? [];
+  const eosTokenIds = Array.isArray(eos) ? eos : [eos];
+  check(eosTokenIds.every(isId), () => `${source}: "eos_token_id" is ${JSON.stringify(eos)}, expected a token id or a list of them`);
+  const bos = json.bos_token_id;
+  check(bos === undefined || bos === null || isId(bos), () => `${source}: "bos_token_id" is ${JSON.stringify(bos)}, expected a token id`);
+  return { bosTokenId: isId(bos) ? bos : undefined, eosTokenIds };
 }
