@@ -12,11 +12,13 @@
  * The stream decoder is here too, since it is defined by `decode`: its pieces concatenate to `decode(all ids)`.
  */
 /// <reference types="node" />
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Tokenizer, type Encoding } from '@huggingface/tokenizers';
-import { Template } from '@huggingface/jinja';
 import { AttendError, check } from '../errors.js';
+import { parseJson } from '../models/config.js';
 
 export interface ChatMessage {
   role: string;
@@ -55,11 +57,7 @@ function readJson(file: string): unknown {
   } catch (e) {
     throw new AttendError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new AttendError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
+  return parseJson(text, file);
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -69,6 +67,40 @@ function tokenString(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
   if (isObject(v) && typeof v.content === 'string') return v.content;
   return undefined;
+}
+
+/**
+ * The tokenizer models @huggingface/tokenizers implements, and the vocabulary shape each needs. The library guesses
+ * for any other `type` (a map vocabulary becomes a "Legacy" model that never splits text, a list one Unigram) and
+ * misreads a vocabulary of the wrong shape without complaint, so both would tokenise to garbage: refused here.
+ * (WordLevel is not in the library's list: it would fall to the Legacy guess.)
+ */
+const TOKENIZER_MODELS: Record<string, 'map' | 'list'> = { BPE: 'map', WordPiece: 'map', Unigram: 'list' };
+
+function checkTokenizerModel(model: Record<string, unknown>, file: string): void {
+  const type = model.type;
+  const supported = Object.keys(TOKENIZER_MODELS).join(', ');
+  check(typeof type === 'string' && Object.hasOwn(TOKENIZER_MODELS, type),
+    () => `${file}: tokenizer model type ${JSON.stringify(type) ?? 'missing'} is not supported (supported: ${supported})`);
+  const vocab = model.vocab;
+  const isId = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (TOKENIZER_MODELS[type] === 'map') {
+    check(isObject(vocab), `${file}: a ${type} tokenizer's "model.vocab" must be an object mapping tokens to ids, not ${Array.isArray(vocab) ? 'a list' : JSON.stringify(vocab) ?? 'missing'}`);
+    const bad = Object.entries(vocab).find(([, id]) => !isId(id));
+    check(bad === undefined, () => `${file}: "model.vocab" maps ${JSON.stringify(bad![0])} to ${JSON.stringify(bad![1])}, expected a token id`);
+    if (type === 'BPE') {
+      const merges = model.merges ?? [];
+      const isMerge = (m: unknown) => typeof m === 'string' || (Array.isArray(m) && m.length === 2 && m.every((t) => typeof t === 'string'));
+      check(Array.isArray(merges) && merges.every(isMerge), `${file}: "model.merges" must be a list of "a b" strings or [a, b] pairs`);
+    }
+  } else {
+    const isPiece = (p: unknown) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'number' && Number.isFinite(p[1]);
+    check(Array.isArray(vocab) && vocab.length > 0 && vocab.every(isPiece),
+      `${file}: a Unigram tokenizer's "model.vocab" must be a non-empty list of [token, score] pairs`);
+    const unk = model.unk_id;
+    check(unk === undefined || unk === null || (isId(unk) && (unk as number) < vocab.length),
+      () => `${file}: "model.unk_id" ${JSON.stringify(unk)} is not an index into the vocabulary`);
+  }
 }
 
 export class TextTokenizer {
@@ -84,7 +116,6 @@ export class TextTokenizer {
   readonly specialTokens: Readonly<Record<string, string | string[]>>;
   /** Whether decode applies transformers' clean-up of spaces before punctuation. */
   readonly cleanUpSpaces: boolean;
-  private readonly compiled = new Map<string, Template>();
 
   private constructor(
     private readonly tok: Tokenizer,
@@ -129,6 +160,7 @@ export class TextTokenizer {
     }
     const json = readJson(file);
     check(isObject(json) && isObject(json.model), `${file}: not a tokenizer (no "model" object)`);
+    checkTokenizerModel(json.model, file);
     const configFile = join(dir, 'tokenizer_config.json');
     const rawConfig = existsSync(configFile) ? readJson(configFile) : {};
     check(isObject(rawConfig), `${configFile}: not a JSON object`);
@@ -153,7 +185,14 @@ export class TextTokenizer {
   /** The named chat templates and the file they came from. */
   private static readTemplates(dir: string, config: Record<string, unknown>, configFile: string): [Record<string, string>, string] {
     const jinja = join(dir, 'chat_template.jinja');
-    if (existsSync(jinja)) return [{ default: readFileSync(jinja, 'utf8') }, jinja];
+    if (existsSync(jinja)) {
+      check(statSync(jinja).isFile(), `${jinja}: not a file (a chat template must be a text file)`);
+      try {
+        return [{ default: readFileSync(jinja, 'utf8') }, jinja];
+      } catch (e) {
+        throw new AttendError(`${jinja}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+      }
+    }
     const fromValue = (v: unknown, file: string): [Record<string, string>, string] => {
       if (v === undefined || v === null) return [{}, file];
       if (typeof v === 'string') return [{ default: v }, file];
@@ -208,21 +247,8 @@ export class TextTokenizer {
         ? `${this.templateFile}: the model has no chat template (looked in chat_template.jinja, tokenizer_config.json, chat_template.json)`
         : `${this.templateFile}: no chat template named '${name}' (have: ${names.join(', ')})`);
     }
-    let template = this.compiled.get(name);
-    try {
-      if (!template) this.compiled.set(name, (template = new Template(source)));
-      return template.render({
-        messages,
-        tools: null,
-        documents: null,
-        add_generation_prompt: opts.addGenerationPrompt ?? false,
-        ...this.specialTokens,
-        ...opts.extra,
-      });
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      throw new AttendError(`${this.templateFile}: chat template '${name}' failed: ${msg.replace(/\s*\n\s*/g, ' ')}`);
-    }
+    return renderTemplate(source, { messages, tools: null, documents: null, add_generation_prompt: opts.addGenerationPrompt ?? false,
+      ...this.specialTokens, ...opts.extra }, messages.length, `${this.templateFile}: chat template '${name}'`);
   }
 
   /** Renders and encodes a conversation without adding special tokens (the template writes its own). */
@@ -286,5 +312,139 @@ export class TextTokenizer {
         return clean(piece, true);
       },
     };
+  }
+}
+
+/*
+ * Chat template rendering, bounded. A chat template is code that comes with the checkpoint, and @huggingface/jinja
+ * has no limits of its own: `{% for i in range(100000000) %}` takes minutes and gigabytes, and a template can build
+ * strings of any length. So templates are parsed and rendered in a child Node process with a small heap, killed
+ * on a deadline, and inside it every evaluation step is counted and every string or list a step produces is
+ * measured. The counters give the precise errors; the heap limit and the deadline are the backstop for what one
+ * library call can do (e.g. `tojson(indent=N)` over a long list). A process, not a worker thread: a worker that
+ * runs out of heap can abort the whole process (measured: `range(150000)|tojson(indent=3000)` did). spawnSync
+ * keeps applyChatTemplate synchronous; the price is a Node start per render, about 50 ms.
+ */
+
+/** Steps (template nodes evaluated) any render may take. Real templates take 13-37 per message (measured on Qwen2.5's,
+ * attend-mini's and a Llama template) plus a few dozen for the system prompt and tools, so this is thousands of times
+ * a short conversation's need, and a loop can spend it in about a second. */
+export const TEMPLATE_STEP_LIMIT = 200_000;
+/** More steps per message, so a long conversation never meets the limit: about 50 times what real templates take. */
+export const TEMPLATE_STEPS_PER_MESSAGE = 2_000;
+/** Characters a template may add beyond twice the text it is given (messages, tools and other variables): real
+ * templates add role headers and system prompts, a few kilobytes; 1M characters is some 250K tokens of markup. */
+export const TEMPLATE_MARKUP_CHARS = 1 << 20;
+/** Wall-clock limit on one render, the process start included; the step limit normally stops a template long before. */
+export const TEMPLATE_TIME_LIMIT_MS = 20_000;
+/** Heap of the rendering process: room for the step and output limits' worth of values several times over. */
+export const TEMPLATE_HEAP_LIMIT_MB = 256;
+
+/** The renderer: reads {source, context, steps, chars} as JSON on stdin, writes one JSON reply: ok/malformed/limit/failed. */
+const RENDERER_SOURCE = String.raw`
+const { Template, Interpreter, Environment } = require(process.argv[1]);
+class Limit extends Error {}
+let steps = 0, maxSteps = 0, maxChars = 0;
+const size = (v) => (v && (typeof v.value === 'string' || Array.isArray(v.value)) ? v.value.length : 0);
+const evaluate = Interpreter.prototype.evaluate;
+Interpreter.prototype.evaluate = function (node, env) {
+  if (++steps > maxSteps) throw new Limit('steps');
+  const v = evaluate.call(this, node, env);
+  if (size(v) > maxChars) throw new Limit(typeof v.value === 'string' ? 'chars' : 'items');
+  return v;
+};
+function range(start, stop, step = 1) {
+  if (stop === undefined) { stop = start; start = 0; }
+  for (const x of [start, stop, step]) if (!Number.isInteger(x)) throw new Error('range() takes integers, got ' + x);
+  if (step === 0) throw new Error('range() step must not be zero');
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  if (n > maxSteps - steps) throw new Limit('steps');
+  return Array.from({ length: n }, (_, i) => start + i * step);
+}
+const set = Environment.prototype.set;
+Environment.prototype.set = function (name, value) {
+  return set.call(this, name, name === 'range' && typeof value === 'function' ? range : value);
+};
+function run(input) {
+  const { source, context, steps: s, chars } = JSON.parse(input);
+  maxSteps = s; maxChars = chars;
+  let template;
+  try { template = new Template(source); } catch (e) {
+    return { kind: 'malformed', message: e instanceof Error ? e.name + ': ' + e.message : String(e) };
+  }
+  try {
+    const text = template.render(context);
+    if (text.length > chars) throw new Limit('chars');
+    return { kind: 'ok', text };
+  } catch (e) {
+    if (e instanceof Limit) return { kind: 'limit', message: e.message };
+    return { kind: 'failed', message: e instanceof Error ? e.message : String(e) };
+  }
+}
+const parts = [];
+process.stdin.on('data', (d) => parts.push(d));
+process.stdin.on('end', () => process.stdout.write(JSON.stringify(run(Buffer.concat(parts).toString('utf8')))));
+`;
+
+let jinjaPath: string | undefined;
+
+/** An unclosed block makes the parser read past the last token; say what that usually means. */
+function malformedReason(message: string): string {
+  if (/^TypeError: Cannot read properties of undefined/.test(message)) return 'the template ends inside a block or expression (an unclosed {% for %}, {% if %}, {{ or similar)';
+  return message.replace(/^[A-Za-z]*Error: /, '');
+}
+
+const oneLine = (text: string) => text.replace(/\s*[\r\n]+\s*/g, ' ');
+
+/** Renders `source` with `context` under the limits above; every failure is an AttendError starting with `what`. */
+export function renderTemplate(source: string, context: Record<string, unknown>, messages: number, what: string): string {
+  let input: string;
+  try {
+    input = JSON.stringify({ source, context });
+  } catch (e) {
+    throw new AttendError(`${what}: the template variables must be plain JSON data (${oneLine(e instanceof Error ? e.message : String(e))})`);
+  }
+  const steps = TEMPLATE_STEP_LIMIT + TEMPLATE_STEPS_PER_MESSAGE * messages;
+  const chars = TEMPLATE_MARKUP_CHARS + 2 * input.length;
+  jinjaPath ??= createRequire(import.meta.url).resolve('@huggingface/jinja');
+  const r = spawnSync(process.execPath, [`--max-old-space-size=${TEMPLATE_HEAP_LIMIT_MB}`, '-e', RENDERER_SOURCE, jinjaPath], {
+    input: `${input.slice(0, -1)},"steps":${steps},"chars":${chars}}`,
+    encoding: 'utf8',
+    timeout: TEMPLATE_TIME_LIMIT_MS,
+    killSignal: 'SIGKILL',
+    maxBuffer: 8 * chars + (1 << 20),
+    env: { ...process.env, NODE_OPTIONS: '' },
+    windowsHide: true,
+  });
+  let reply: { kind: string; text?: string; message?: string } | undefined;
+  try {
+    reply = r.status === 0 ? JSON.parse(r.stdout) : undefined;
+  } catch {
+    reply = undefined;
+  }
+  if (reply === undefined) {
+    const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
+    if (timedOut) {
+      throw new AttendError(`${what}: rendering stopped at the time limit of ${TEMPLATE_TIME_LIMIT_MS / 1000} s (TEMPLATE_TIME_LIMIT_MS in src/io/tokenizer.ts)`);
+    }
+    if (r.error && (r.error as NodeJS.ErrnoException).code !== 'ENOBUFS') {
+      throw new AttendError(`${what}: could not start the template renderer (${oneLine(r.error.message)})`);
+    }
+    throw new AttendError(`${what}: rendering stopped at the memory limit of ${TEMPLATE_HEAP_LIMIT_MB} MB ` +
+      `(TEMPLATE_HEAP_LIMIT_MB in src/io/tokenizer.ts; the renderer ended with ${r.signal ?? `status ${r.status}`})`);
+  }
+  switch (reply.kind) {
+    case 'ok':
+      return reply.text!;
+    case 'malformed':
+      throw new AttendError(`${what} is malformed: ${oneLine(malformedReason(reply.message!))}`);
+    case 'limit':
+      throw new AttendError(reply.message === 'steps'
+        ? `${what}: rendering stopped at the step limit of ${steps.toLocaleString('en-US')} template steps ` +
+          `(TEMPLATE_STEP_LIMIT + TEMPLATE_STEPS_PER_MESSAGE per message, in src/io/tokenizer.ts); a loop runs far longer than a chat prompt needs`
+        : `${what}: rendering stopped at the output limit of ${chars.toLocaleString('en-US')} ${reply.message === 'chars' ? 'characters' : 'list items'} ` +
+          `(TEMPLATE_MARKUP_CHARS plus twice the input, in src/io/tokenizer.ts)`);
+    default:
+      throw new AttendError(`${what} failed: ${oneLine(reply.message!)}`);
   }
 }

@@ -271,7 +271,67 @@ describe('chat template sources', () => {
 
   test('a syntax error in the template is a one-line AttendError', () => {
     const t = TextTokenizer.load(modelDir({ ...base(), 'tokenizer_config.json': { chat_template: '{% for m in messages %}\n{{ m' } }));
-    assert.throws(() => t.applyChatTemplate([]), (e: unknown) => e instanceof AttendError && /chat template 'default' failed/.test(e.message) && !e.message.includes('\n'));
+    assert.throws(() => t.applyChatTemplate([]), (e: unknown) => e instanceof AttendError && /chat template 'default' is malformed/.test(e.message) && !e.message.includes('\n'));
+  });
+
+  test('an unclosed block says the template is malformed (not the parser\'s TypeError)', () => {
+    for (const template of ['{% for m in messages %}{{ m.content }}', '{% if messages %}x', '{% for m in messages %}{% if m %}{% endfor %}']) {
+      const t = TextTokenizer.load(modelDir({ ...base(), 'tokenizer_config.json': { chat_template: template } }));
+      assert.throws(() => t.applyChatTemplate([{ role: 'user', content: 'x' }]), (e: unknown) =>
+        e instanceof AttendError && /chat template 'default' is malformed: /.test(e.message) && !/Cannot read properties/.test(e.message) && !e.message.includes('\n'),
+      template);
+    }
+  });
+
+  test('chat_template.jinja that is a directory is a one-line AttendError naming it', () => {
+    const d = modelDir(base());
+    fs.mkdirSync(path.join(d, 'chat_template.jinja'));
+    assert.throws(() => TextTokenizer.load(d), (e: unknown) =>
+      e instanceof AttendError && e.message.startsWith(path.join(d, 'chat_template.jinja')) && /not a file/.test(e.message) && !e.message.includes('\n'));
+  });
+});
+
+describe('chat template limits', () => {
+  const withTemplate = (template: string) =>
+    TextTokenizer.load(modelDir({ 'tokenizer.json': byteLevelTokenizer(), 'tokenizer_config.json': { chat_template: template } }));
+  const hi: ChatMessage[] = [{ role: 'user', content: 'hi' }];
+  const limitError = (limit: RegExp) => (e: unknown) => e instanceof AttendError && limit.test(e.message) && !e.message.includes('\n');
+
+  test('a loop of 100M steps stops at the step limit (was: 45 s, 5 GB, abort)', () => {
+    assert.throws(() => withTemplate('{% for i in range(100000000) %}{% endfor %}hi').applyChatTemplate(hi),
+      limitError(/chat template 'default': rendering stopped at the step limit of 202,000 template steps \(TEMPLATE_STEP_LIMIT/));
+    // A loop inside the range but over the budget stops the same way.
+    assert.throws(() => withTemplate('{% for i in range(150000) %}{% for j in range(2) %}{% endfor %}{% endfor %}').applyChatTemplate(hi),
+      limitError(/step limit/));
+  });
+
+  test('output past the limit stops, however it is built (was: 9M characters, 35 s, 1.9 GB)', () => {
+    assert.throws(() => withTemplate('{% for i in range(150000) %}xxxxxxxxxxxxxxxxxxxx{% endfor %}').applyChatTemplate(hi),
+      limitError(/rendering stopped at the output limit of [\d,]+ characters \(TEMPLATE_MARKUP_CHARS/));
+    const doubling = "{% set ns = namespace(s='abcdefgh') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}";
+    assert.throws(() => withTemplate(doubling).applyChatTemplate(hi), limitError(/output limit/));
+    assert.throws(() => withTemplate("{{ 'a'|indent(300000000, true) }}").applyChatTemplate(hi), limitError(/output limit/));
+  });
+
+  test('one library call that exhausts the renderer\'s memory is an error, and the next render works', () => {
+    const t = withTemplate('{% set r = range(100000) %}{{ [r, r, r, r, r, r]|tojson(indent=1000) }}');
+    assert.throws(() => t.applyChatTemplate(hi), limitError(/rendering stopped at the memory limit of 256 MB \(TEMPLATE_HEAP_LIMIT_MB/));
+    assert.equal(withTemplate('{{ messages[0].content }}').applyChatTemplate(hi), 'hi');
+  });
+
+  test('a long conversation with a real-sized template is well inside the limits', () => {
+    const t = withTemplate("{% for m in messages %}{% if m.role == 'user' %}<|user|>{% else %}<|assistant|>{% endif %}{{ m.content | trim }}<|eos|>{% endfor %}" +
+      '{% if add_generation_prompt %}<|assistant|>{% endif %}');
+    const long = 'word '.repeat(20_000);
+    const messages: ChatMessage[] = Array.from({ length: 2000 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: i === 0 ? long : `turn ${i}` }));
+    const out = t.applyChatTemplate(messages, { addGenerationPrompt: true });
+    assert.ok(out.startsWith(`<|user|>${long.trim()}<|eos|>`));
+    assert.ok(out.endsWith('<|user|>turn 1998<|eos|><|assistant|>turn 1999<|eos|><|assistant|>'));
+  });
+
+  test('variables that are not plain data are refused in one line', () => {
+    const t = withTemplate('{{ x }}');
+    assert.throws(() => t.applyChatTemplate([], { extra: { x: 10n } }), limitError(/template variables must be plain JSON data/));
   });
 });
 
@@ -288,6 +348,41 @@ describe('load errors', () => {
       (e: unknown) => e instanceof AttendError && /tokenizer_config\.json: not valid JSON/.test(e.message));
     assert.throws(() => TextTokenizer.load(modelDir({ 'tokenizer.json': '[]' })), /tokenizer\.json: not a tokenizer/);
   });
+  test('a tokenizer model type the library does not implement is refused (it used to tokenise to garbage)', () => {
+    const { vocab } = byteLevelTokenizer().model;
+    for (const type of ['WordLevel', 'Martian', undefined]) {
+      const model = { type, vocab, unk_token: '<unk>' };
+      assert.throws(() => TextTokenizer.load(modelDir({ 'tokenizer.json': { ...byteLevelTokenizer(), model } })), (e: unknown) =>
+        e instanceof AttendError && /tokenizer\.json: tokenizer model type .* is not supported \(supported: BPE, WordPiece, Unigram\)/.test(e.message), String(type));
+    }
+  });
+
+  test('a vocabulary of the wrong shape is refused (a list where a map is expected, and the reverse)', () => {
+    const bpe = byteLevelTokenizer();
+    const listVocab = Object.entries(bpe.model.vocab).map(([token]) => [token, 0]);
+    const cases: [unknown, RegExp][] = [
+      [{ ...bpe.model, vocab: listVocab }, /a BPE tokenizer's "model\.vocab" must be an object mapping tokens to ids, not a list/],
+      [{ ...bpe.model, vocab: { a: 0, b: 'x' } }, /"model\.vocab" maps "b" to "x", expected a token id/],
+      [{ ...bpe.model, vocab: { a: 0, b: -1 } }, /"model\.vocab" maps "b" to -1/],
+      [{ ...bpe.model, merges: [1, 2] }, /"model\.merges" must be a list/],
+      [{ type: 'WordPiece', vocab: [['a', 0]], unk_token: '[UNK]', continuing_subword_prefix: '##' }, /WordPiece tokenizer's "model\.vocab" must be an object/],
+      [{ type: 'Unigram', vocab: { a: 0 }, unk_id: 0 }, /a Unigram tokenizer's "model\.vocab" must be a non-empty list of \[token, score\] pairs/],
+      [{ type: 'Unigram', vocab: [['a', 0]], unk_id: 5 }, /"model\.unk_id" 5 is not an index/],
+    ];
+    for (const [model, pattern] of cases) {
+      assert.throws(() => TextTokenizer.load(modelDir({ 'tokenizer.json': { ...bpe, model } })), (e: unknown) =>
+        e instanceof AttendError && pattern.test(e.message) && !e.message.includes('\n'), String(pattern));
+    }
+    // A valid Unigram loads and encodes.
+    const unigram = { ...bpe, pre_tokenizer: null, decoder: null, post_processor: null, model: { type: 'Unigram', unk_id: 0, vocab: [['<unk>', 0], ['ab', -1], ['a', -2], ['b', -2]] } };
+    assert.deepEqual(TextTokenizer.load(modelDir({ 'tokenizer.json': unigram })).encode('ab'), [1]);
+  });
+
+  test('JSON errors are one line, without the file\'s text', () => {
+    const d = modelDir({ 'tokenizer.json': '{\n  "model": {\n    "type": x\n  }\n}\n' });
+    assert.throws(() => TextTokenizer.load(d), (e: unknown) => e instanceof AttendError && /tokenizer\.json: not valid JSON/.test(e.message) && !e.message.includes('\n'));
+  });
+
   test('an unsupported component names the file', () => {
     const bad = { ...byteLevelTokenizer(), decoder: { type: 'Martian' } };
     assert.throws(() => TextTokenizer.load(modelDir({ 'tokenizer.json': bad })), (e: unknown) =>
