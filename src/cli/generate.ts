@@ -2,8 +2,20 @@
 import type { Command } from 'commander';
 import { AttendError } from '../errors.js';
 import { generateStream, type GenerateOptions } from '../generate/generate.js';
+import { readModelConfig } from '../models/config.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
-import { checkPromptFlags, collectStops, defaultModel, encodePrompt, parseCount, parseNumber, readInput } from './options.js';
+import { contextLength } from '../models/model.js';
+import {
+  checkPromptFlags,
+  collectStops,
+  defaultModel,
+  encodePrompt,
+  parseCount,
+  parseNumber,
+  PROMPT_BYTES_PER_TOKEN,
+  promptByteLimit,
+  readInput,
+} from './options.js';
 import { addPressFlags, kvDtypeFrom, planFrom, type PressFlags } from './press-flags.js';
 
 interface Flags extends PressFlags {
@@ -47,8 +59,11 @@ export function registerGenerate(program: Command): void {
       checkPromptFlags(flags);
       const compression = planFrom(flags);
       const kvDtype = kvDtypeFrom(flags);
-      const lm = loadModel(flags.model ?? defaultModel());
-      const ids = promptIds(lm, flags);
+      const dir = flags.model ?? defaultModel();
+      // The prompt is read (bounded by the context) before the weights are loaded: a bad prompt fails fast.
+      const text = promptText(contextLength(readModelConfig(dir)), flags);
+      const lm = loadModel(dir);
+      const ids = encodePrompt(lm.tokenizer, text, flags);
       const stream = generateStream(lm, ids, { ...samplingFrom(lm, flags), compression, kvDtype });
       for (;;) {
         const step = await stream.next();
@@ -72,12 +87,18 @@ export function registerGenerate(program: Command): void {
     });
 }
 
-function promptIds(lm: LoadedModel, flags: Flags): number[] {
+/** The prompt's text, read at most promptByteLimit(context) bytes from --prompt-file, or --prompt's. */
+function promptText(context: number, flags: Flags): string {
   if ((flags.prompt === undefined) === (flags.promptFile === undefined)) {
     throw new AttendError('give exactly one of --prompt or --prompt-file');
   }
-  const text = flags.promptFile !== undefined ? readInput(flags.promptFile, '--prompt-file') : flags.prompt!;
-  return encodePrompt(lm.tokenizer, text, flags);
+  const max = promptByteLimit(context);
+  const limit = `the model's context of ${context} tokens × ${PROMPT_BYTES_PER_TOKEN} bytes per token, PROMPT_BYTES_PER_TOKEN in src/cli/options.ts: it cannot fit`;
+  if (flags.promptFile !== undefined) return readInput(flags.promptFile, '--prompt-file', max, limit);
+  if (Buffer.byteLength(flags.prompt!) > max) {
+    throw new AttendError(`--prompt is longer than ${max.toLocaleString('en')} bytes (${limit})`);
+  }
+  return flags.prompt!;
 }
 
 /** Flags over the model's generation_config.json over greedy decoding, as transformers layers them. */

@@ -1,5 +1,5 @@
 /** Parsing helpers shared by commands: numbers and lists from flags, with one-line errors naming the flag. */
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AttendError } from '../errors.js';
@@ -43,13 +43,66 @@ export function collectStops(value: string, previous: string[] = []): string[] {
   }
 }
 
-/** A file's text, or standard input's for "-"; `flag` names the option in the error. */
-export function readInput(file: string, flag: string): string {
+/**
+ * Bytes of prompt text read per token of the model's context before tokenising: a prompt longer than
+ * context × this cannot fit, so it is refused before the tokenizer sees it (a 20 MB file or /dev/zero would
+ * otherwise be read whole and tokenised, seconds and gigabytes, only to fail the length check). 64 is above the
+ * text of the longest tokens in common BPE vocabularies (attend-mini's longest is a newline and 48 spaces,
+ * 49 bytes) and sixteen times what English text averages (about 4 bytes per token). Raise it here if a prompt
+ * really averages more bytes per token.
+ */
+export const PROMPT_BYTES_PER_TOKEN = 64;
+
+/**
+ * Bytes read from any other input file (token ids, `attend tokenize`'s text) before giving up: far above what any
+ * context holds, low enough that /dev/zero or an endless pipe ends in a second with a one-line error.
+ */
+export const MAX_INPUT_BYTES = 256 * 1024 * 1024;
+
+/** The most bytes of prompt text a model of `context` tokens is given to tokenise (see PROMPT_BYTES_PER_TOKEN). */
+export function promptByteLimit(context: number): number {
+  return context * PROMPT_BYTES_PER_TOKEN;
+}
+
+/**
+ * A file's text, or standard input's for "-"; `flag` names the option in the error. At most `maxBytes` are read:
+ * a regular file larger than that is refused from its size, anything else (a pipe, a device) once it has given
+ * one byte more; `limit` says in the error where the bound comes from.
+ */
+export function readInput(file: string, flag: string, maxBytes = MAX_INPUT_BYTES, limit = 'the input limit, MAX_INPUT_BYTES in src/cli/options.ts'): string {
+  const name = file === '-' ? 'standard input' : file;
+  const tooLong = () => new AttendError(`${flag}: ${name} is longer than ${maxBytes.toLocaleString('en')} bytes (${limit})`);
+  let fd: number | undefined;
   try {
-    return readFileSync(file === '-' ? 0 : file, 'utf8');
+    fd = file === '-' ? 0 : openSync(file, 'r');
+    const stat = fstatSync(fd);
+    if (stat.isDirectory()) throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });
+    if (stat.isFile() && stat.size > maxBytes) throw tooLong();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
+      let n: number;
+      try {
+        n = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (e) {
+        // A non-blocking standard input with nothing yet: wait a little and read again.
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        continue;
+      }
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+      if (total > maxBytes) throw tooLong();
+    }
+    return Buffer.concat(chunks, total).toString('utf8');
   } catch (e) {
+    if (e instanceof AttendError) throw e;
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    throw new AttendError(`${flag}: ${file === '-' ? 'standard input' : file}: cannot read (${code})`);
+    throw new AttendError(`${flag}: ${name}: cannot read (${code})`);
+  } finally {
+    if (fd !== undefined && fd !== 0) closeSync(fd);
   }
 }
 
