@@ -1,7 +1,10 @@
 /** `attend generate`: streams a continuation (or a chat reply) to stdout as tokens arrive. */
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AttendError } from '../errors.js';
 import { generateStream, type GenerateOptions } from '../generate/generate.js';
+import { type SamplingOptions, validateSampling } from '../generate/sampler.js';
+import { GENERATION_CONFIG_FILE } from '../io/generation-config.js';
 import { readModelConfig } from '../models/config.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
 import { contextLength } from '../models/model.js';
@@ -64,7 +67,7 @@ export function registerGenerate(program: Command): void {
       const text = promptText(contextLength(readModelConfig(dir)), flags);
       const lm = loadModel(dir);
       const ids = encodePrompt(lm.tokenizer, text, flags);
-      const stream = generateStream(lm, ids, { ...samplingFrom(lm, flags), compression, kvDtype });
+      const stream = generateStream(lm, ids, { ...samplingFrom(lm, dir, flags), compression, kvDtype });
       for (;;) {
         const step = await stream.next();
         if (step.done) {
@@ -102,16 +105,28 @@ function promptText(context: number, flags: Flags): string {
 }
 
 /** Flags over the model's generation_config.json over greedy decoding, as transformers layers them. */
-function samplingFrom(lm: LoadedModel, flags: Flags): GenerateOptions {
+function samplingFrom(lm: LoadedModel, dir: string, flags: Flags): GenerateOptions {
   const g = lm.generation;
   const sampleByDefault = g.doSample === true;
+  const file = join(dir, GENERATION_CONFIG_FILE);
+  /** A value from generation_config.json, checked here so that its error names the file and the flag over it. */
+  const fromFile = <K extends keyof SamplingOptions>(key: K, value: SamplingOptions[K], flag: string): SamplingOptions[K] => {
+    if (value === undefined) return value;
+    try {
+      validateSampling({ [key]: value });
+    } catch (e) {
+      if (!(e instanceof AttendError)) throw e;
+      throw new AttendError(`${file}: ${e.message} (${flag} overrides it)`);
+    }
+    return value;
+  };
   return {
     maxNewTokens: flags.maxTokens,
-    temperature: flags.temperature ?? (sampleByDefault ? (g.temperature ?? 1) : 0),
-    topK: flags.topK ?? (sampleByDefault ? (g.topK ?? 50) : undefined),
-    topP: flags.topP ?? (sampleByDefault ? g.topP : undefined),
-    minP: flags.minP ?? (sampleByDefault ? g.minP : undefined),
-    repetitionPenalty: flags.repetitionPenalty ?? g.repetitionPenalty,
+    temperature: flags.temperature ?? (sampleByDefault ? (fromFile('temperature', g.temperature, '--temperature') ?? 1) : 0),
+    topK: flags.topK ?? (sampleByDefault ? (fromFile('topK', g.topK, '--top-k') ?? 50) : undefined),
+    topP: flags.topP ?? (sampleByDefault ? fromFile('topP', g.topP, '--top-p') : undefined),
+    minP: flags.minP ?? (sampleByDefault ? fromFile('minP', g.minP, '--min-p') : undefined),
+    repetitionPenalty: flags.repetitionPenalty ?? fromFile('repetitionPenalty', g.repetitionPenalty, '--repetition-penalty'),
     seed: flags.seed,
     stop: flags.stop,
     prefillChunk: flags.prefillChunk,

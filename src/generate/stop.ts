@@ -8,7 +8,10 @@ export class StopStringFilter {
   private pending = '';
   stopped = false;
 
-  constructor(private readonly stops: string[]) {}
+  /** An empty stop string is refused: it matches before any text, so generation would end after one token. */
+  constructor(private readonly stops: string[]) {
+    if (stops.some((s) => s === '')) throw new AttendError('a stop string cannot be empty (it would match before any text)');
+  }
 
   /** Feeds new text; returns what can be emitted now. */
   push(text: string): string {

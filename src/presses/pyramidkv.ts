@@ -19,7 +19,7 @@ export class PyramidKVPress extends SnapKVPress {
   override readonly name = 'pyramidkv';
 
   constructor(readonly pyramid: PyramidKVOptions = PYRAMIDKV_DEFAULTS) {
-    super(pyramid);
+    super(pyramid, 'pyramidkv');
   }
 
   layerKeep(view: LayerView): number {

@@ -22,7 +22,17 @@ export class SnapKVPress implements Press {
   readonly name: string = 'snapkv';
   readonly needs;
 
-  constructor(readonly options: SnapKVOptions = SNAPKV_DEFAULTS) {
+  /** `pressName` names the press in errors (PyramidKV builds on this class). */
+  constructor(readonly options: SnapKVOptions = SNAPKV_DEFAULTS, pressName = 'snapkv') {
+    // A window of 0 observes no queries (nothing to score with); a kernel of 0 pools by dividing by 0.
+    for (const key of ['window', 'kernel'] as const) {
+      const v = options[key];
+      if (!(Number.isInteger(v) && v >= 1)) {
+        throw new AttendError(
+          `${pressName}: option ${key} must be a whole number ≥ 1 (${key === 'window' ? 'the last queries that score the entries' : 'the width of the score pooling'}), got ${v}`,
+        );
+      }
+    }
     this.needs = { queryWindow: options.window };
   }
 
