@@ -9,6 +9,11 @@
  *
  * Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]},
  * "__metadata__"?: {string: string}}, then the data section; offsets are relative to the data section.
+ *
+ * As strict as the format's reference implementation (huggingface/safetensors), so that a corrupt file fails
+ * instead of loading shifted: the header is at most 100,000,000 bytes, each name appears once, and the tensors
+ * tile the data section exactly (no gaps, no overlaps, nothing after the last one). Only regular files are
+ * opened (a FIFO would block). Limits: MAX_HEADER_BYTES, MAX_TENSORS_PER_FILE.
  */
 /// <reference types="node" />
 import * as fs from 'node:fs';
@@ -48,8 +53,25 @@ export interface ReadTensor {
   data: Float32Array | Uint16Array;
 }
 
-/** Above this the header is certainly corrupt (real headers are well under 10 MB). */
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/**
+ * The format's limit: the reference implementation (huggingface/safetensors, `MAX_HEADER_SIZE`) refuses headers
+ * over 100,000,000 bytes, so a file with a larger header is one no other tool reads; real headers are well under
+ * 10 MB. Not configurable for that reason.
+ */
+export const MAX_HEADER_BYTES = 100_000_000;
+/**
+ * Nesting allowed inside header fields we do not know and skip (serde_json, which the reference parses with,
+ * stops at 128 too). Known fields are at most two deep.
+ */
+const MAX_JSON_DEPTH = 128;
+/**
+ * The most tensors one file may list. Each entry costs about 0.5 KB of memory once parsed (the entry, its shape,
+ * its name and the map), so a 100 MB header of tiny entries (about 1.7 million) would take close to a gigabyte;
+ * this bounds a header's cost at about 100 MB beyond its own bytes. Real checkpoints are far below it (the
+ * largest mixture-of-experts models list tens of thousands of tensors over all their shards). A checkpoint with
+ * more tensors can be split into shards (model.safetensors.index.json), each under the limit.
+ */
+export const MAX_TENSORS_PER_FILE = 200_000;
 /** fs.readSync refuses lengths of 2 GiB and more, so large tensors are read in chunks. */
 const READ_CHUNK = 1 << 30;
 
@@ -77,8 +99,28 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function isCount(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+function kindOf(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a plain file';
+}
+
+/**
+ * Refuses anything but a regular file before it is opened: opening a FIFO blocks until a writer appears (a FIFO
+ * as a shard hung the process), and a device never ends. `what` names the file's role for the message.
+ */
+function checkRegularFile(file: string, what: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new AttendError(`${file}: cannot open ${what} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  check(!st.isDirectory(), `${file}: is a directory, not a ${what}`);
+  check(st.isFile(), `${file}: is not a regular file (${kindOf(st)}); a ${what} must be a plain file`);
 }
 
 /** One open, validated safetensors file: its fd, entries (with absolute offsets) and metadata. */
@@ -90,88 +132,363 @@ interface OpenFile {
 }
 
 function parseFile(file: string): OpenFile {
+  checkRegularFile(file, 'safetensors file');
   let fd: number;
   try {
-    check(!fs.statSync(file).isDirectory(), `${file}: is a directory, not a safetensors file`);
-    fd = fs.openSync(file, 'r');
+    // O_NONBLOCK: should the path have become a FIFO since the check, opening it still does not block (the
+    // fstat below then refuses it); on a regular file the flag changes nothing.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (e) {
-    if (e instanceof AttendError) throw e;
     throw new AttendError(`${file}: cannot open safetensors file (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
   try {
-    return { file, fd, ...parseHeader(file, fd) };
+    const st = fs.fstatSync(fd);
+    check(st.isFile(), `${file}: is not a regular file (${kindOf(st)}); a safetensors file must be a plain file`);
+    return { file, fd, ...parseHeader(file, fd, st.size) };
   } catch (e) {
     fs.closeSync(fd);
     throw e;
   }
 }
 
-function parseHeader(file: string, fd: number): Pick<OpenFile, 'entries' | 'metadata'> {
-  const size = fs.fstatSync(fd).size;
+function parseHeader(file: string, fd: number, size: number): Pick<OpenFile, 'entries' | 'metadata'> {
   check(size >= 8, `${file}: file is ${size} bytes, too short to hold the 8-byte safetensors header length`);
   const lenBytes = new Uint8Array(8);
   readFully(fd, lenBytes, 0, file);
   const headerLen = new DataView(lenBytes.buffer).getBigUint64(0, true);
-  check(headerLen <= BigInt(MAX_HEADER_BYTES), `${file}: header length ${headerLen} is absurdly large (over 100 MB); not a safetensors file?`);
+  check(headerLen <= BigInt(MAX_HEADER_BYTES),
+    `${file}: header length ${headerLen} exceeds the safetensors format's limit of ${MAX_HEADER_BYTES} bytes (the reference implementation's; not raisable); the file is corrupt or not safetensors`);
   const n = Number(headerLen);
   check(8 + n <= size, `${file}: header length ${n} runs past the end of the file (${size} bytes); the file is truncated or not safetensors`);
-  const headerBytes = new Uint8Array(n);
-  readFully(fd, headerBytes, 8, file);
-
-  let header: unknown;
-  try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
-  } catch (e) {
-    throw new AttendError(`${file}: header is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
-  check(isPlainObject(header), `${file}: header is not a JSON object`);
-
+  const text = readHeaderText(fd, n, file);
   const dataStart = 8 + n;
-  const dataSize = size - dataStart;
-  const metadata: Record<string, string> = {};
-  const entries = new Map<string, TensorEntry>();
-  for (const [name, raw] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      check(isPlainObject(raw), `${file}: __metadata__ is not an object`);
-      for (const [k, v] of Object.entries(raw)) {
-        check(typeof v === 'string', `${file}: __metadata__ value for '${k}' is not a string`);
-        metadata[k] = v;
-      }
-      continue;
-    }
-    entries.set(name, parseEntry(file, name, raw, dataStart, dataSize));
-  }
-
-  // Tensors may leave gaps, but may not share bytes.
-  const sorted = [...entries.values()].filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    const [a, b] = [sorted[i - 1], sorted[i]];
-    check(b.begin >= a.end, `${file}: tensors '${a.name}' and '${b.name}' overlap (data_offsets [${a.begin - dataStart}, ${a.end - dataStart}] and [${b.begin - dataStart}, ${b.end - dataStart}])`);
-  }
+  const { entries, metadata } = new HeaderParser(text, file, dataStart, size - dataStart).parse();
+  checkTiling(file, entries, dataStart, size);
   return { entries, metadata };
 }
 
-function parseEntry(file: string, name: string, raw: unknown, dataStart: number, dataSize: number): TensorEntry {
-  const where = `${file}: tensor '${name}'`;
-  check(isPlainObject(raw), `${where} is not an object`);
-  const { dtype, shape, data_offsets: offsets } = raw;
-  check(dtype !== undefined, `${where} has no dtype`);
-  check(shape !== undefined, `${where} has no shape`);
-  check(offsets !== undefined, `${where} has no data_offsets`);
-  check(typeof dtype === 'string', `${where} has a dtype that is not a string`);
-  check(dtype in SAFETENSORS_DTYPE_BYTES, `${where} has unknown dtype '${dtype}' (known: ${Object.keys(SAFETENSORS_DTYPE_BYTES).join(', ')})`);
-  check(Array.isArray(shape), `${where} has a shape that is not an array`);
-  check(shape.every(isCount), `${where} has shape ${JSON.stringify(shape)}; dims must be non-negative integers`);
-  check(Array.isArray(offsets) && offsets.length === 2 && offsets.every(isCount),
-    `${where} has data_offsets ${JSON.stringify(offsets)}; expected [begin, end] of non-negative integers`);
-  const [begin, end] = offsets as [number, number];
-  check(begin <= end, `${where} has data_offsets [${begin}, ${end}] with begin after end`);
-  check(end <= dataSize, `${where} has data_offsets [${begin}, ${end}] beyond the end of the data section (${dataSize} bytes)`);
-  const elements = (shape as number[]).reduce((a, b) => a * b, 1);
-  const bytes = elements * SAFETENSORS_DTYPE_BYTES[dtype as SafetensorsDType];
-  check(bytes === end - begin,
-    `${where} has shape [${shape.join(', ')}] of ${dtype} (${bytes} bytes) but data_offsets [${begin}, ${end}] span ${end - begin} bytes`);
-  return { name, dtype: dtype as SafetensorsDType, shape: [...(shape as number[])], file, begin: dataStart + begin, end: dataStart + end };
+/** The header's n bytes as text (a function of its own, so that the bytes are garbage once it is decoded). */
+function readHeaderText(fd: number, n: number, file: string): string {
+  const headerBytes = new Uint8Array(n);
+  readFully(fd, headerBytes, 8, file);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+  } catch {
+    throw new AttendError(`${file}: header is not valid JSON (it is not UTF-8)`);
+  }
+}
+
+/**
+ * The reference implementation's rule: the tensors, sorted by offset, tile the data section exactly, from its
+ * first byte to the end of the file. A gap, an overlap or trailing bytes mean a wrong header length field (the
+ * audit's "4 bytes short" header read every tensor 4 bytes early and loaded) or a corrupt file.
+ */
+function checkTiling(file: string, entries: Map<string, TensorEntry>, dataStart: number, size: number): void {
+  const sorted = [...entries.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const rel = (x: number) => x - dataStart;
+  let pos = dataStart;
+  let prev: TensorEntry | undefined;
+  for (const e of sorted) {
+    if (e.begin < pos) {
+      throw new AttendError(`${file}: tensors '${prev!.name}' and '${e.name}' overlap (data_offsets [${rel(prev!.begin)}, ${rel(prev!.end)}] and [${rel(e.begin)}, ${rel(e.end)}])`);
+    }
+    if (e.begin > pos) {
+      throw new AttendError(prev
+        ? `${file}: ${e.begin - pos} unused bytes between tensors '${prev.name}' (ends at data offset ${rel(pos)}) and '${e.name}' (begins at ${rel(e.begin)}); safetensors data must be contiguous (a wrong header length field or a corrupt file)`
+        : `${file}: ${e.begin - pos} unused bytes before the first tensor '${e.name}' (begins at data offset ${rel(e.begin)}); safetensors data must start at offset 0 (a wrong header length field or a corrupt file)`);
+    }
+    pos = e.end;
+    prev = e;
+  }
+  if (pos < size) {
+    throw new AttendError(prev && pos > dataStart
+      ? `${file}: ${size - pos} bytes after the end of the last tensor '${prev.name}' (the data section is ${size - dataStart} bytes, the tensors end at ${rel(pos)}); safetensors data must end exactly at the end of the file (trailing bytes, or a wrong header length field)`
+      : `${file}: ${size - pos} bytes after the end of the header, but the header lists no tensor data; safetensors data must end exactly at the end of the file (trailing bytes, or a wrong header length field)`);
+  }
+}
+
+const enum Ch { Space = 32, Tab = 9, Lf = 10, Cr = 13, Quote = 34, Backslash = 92, Comma = 44, Colon = 58, Minus = 45,
+  Zero = 48, Nine = 57, LBracket = 91, RBracket = 93, LBrace = 123, RBrace = 125 }
+
+/** A shape or data_offsets value: the integers, or what was wrong with it (the text, for the message). */
+type IntList = number[] | { notArray: true } | { bad: string };
+
+/**
+ * A strict, single-pass parser for the safetensors header, written for it rather than using JSON.parse:
+ * - duplicate names (tensors, fields of an entry, metadata keys) are refused; JSON.parse silently keeps the last;
+ * - it builds only the entries, never a generic object tree, and stops at MAX_TENSORS_PER_FILE: on a 68 MB header
+ *   of 1.15 million tiny entries JSON.parse peaked at 1,019 MB resident (the audit saw 867 MB), this parser
+ *   without the bound at 669 MB, with it (refused after 200,000 entries) at the figure in the commit log;
+ * - integers in shapes and offsets must be written as integers (no 1.0 or 1e3, as the reference's serde).
+ * Unknown fields of an entry are skipped (validated as JSON, nesting bounded by MAX_JSON_DEPTH).
+ */
+class HeaderParser {
+  private i = 0;
+  private readonly len: number;
+
+  constructor(
+    private readonly s: string,
+    private readonly file: string,
+    private readonly dataStart: number,
+    private readonly dataSize: number,
+  ) {
+    this.len = s.length;
+  }
+
+  parse(): { entries: Map<string, TensorEntry>; metadata: Record<string, string> } {
+    const entries = new Map<string, TensorEntry>();
+    const metadata: Record<string, string> = {};
+    let sawMetadata = false;
+    if (this.peek() !== Ch.LBrace) {
+      this.skipValue(0);
+      this.end();
+      throw new AttendError(`${this.file}: header is not a JSON object`);
+    }
+    this.i++;
+    if (this.peek() === Ch.RBrace) {
+      this.i++;
+    } else {
+      for (;;) {
+        if (this.peek() !== Ch.Quote) this.fail('expected a tensor name');
+        const name = this.string();
+        this.expect(Ch.Colon, "':'");
+        if (name === '__metadata__') {
+          check(!sawMetadata, `${this.file}: '__metadata__' appears twice in the header`);
+          sawMetadata = true;
+          this.metadata(metadata);
+        } else {
+          if (entries.has(name)) throw new AttendError(`${this.file}: tensor name '${name}' appears twice in the header; each name may appear once`);
+          if (entries.size >= MAX_TENSORS_PER_FILE) {
+            throw new AttendError(`${this.file}: header lists more than ${MAX_TENSORS_PER_FILE} tensors, attend's limit per file (MAX_TENSORS_PER_FILE, which bounds the memory a header costs); to hold more, split the checkpoint into shards with a model.safetensors.index.json`);
+          }
+          entries.set(name, this.entry(name));
+        }
+        const c = this.peek();
+        this.i++;
+        if (c === Ch.RBrace) break;
+        if (c !== Ch.Comma) { this.i--; this.fail("expected ',' or '}' after an entry"); }
+      }
+    }
+    this.end();
+    return { entries, metadata };
+  }
+
+  private fail(what: string): never {
+    const found = this.i < this.len ? `${JSON.stringify(this.s[this.i])} at character ${this.i}` : `the end of the header at character ${this.i}`;
+    throw new AttendError(`${this.file}: header is not valid JSON (${what}, found ${found})`);
+  }
+
+  private end(): void {
+    if (this.peek() !== -1) this.fail('expected the end of the header');
+  }
+
+  /** Skips JSON whitespace; the next char code, or -1 at the end. */
+  private peek(): number {
+    const s = this.s;
+    let i = this.i;
+    for (; i < this.len; i++) {
+      const c = s.charCodeAt(i);
+      if (c !== Ch.Space && c !== Ch.Lf && c !== Ch.Cr && c !== Ch.Tab) break;
+    }
+    this.i = i;
+    return i < this.len ? s.charCodeAt(i) : -1;
+  }
+
+  private expect(c: number, what: string): void {
+    if (this.peek() !== c) this.fail(`expected ${what}`);
+    this.i++;
+  }
+
+  /** Scans a string at the cursor (at its quote); returns its value, decoded only when it has escapes. */
+  private string(): string {
+    const s = this.s;
+    const start = this.i;
+    let i = start + 1;
+    let escaped = false;
+    for (;;) {
+      if (i >= this.len) { this.i = i; this.fail('unterminated string'); }
+      const c = s.charCodeAt(i);
+      if (c === Ch.Quote) break;
+      if (c < 0x20) { this.i = i; this.fail('control character in a string'); }
+      if (c === Ch.Backslash) {
+        escaped = true;
+        const e = s[i + 1];
+        if (e === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(s.slice(i + 2, i + 6))) { this.i = i; this.fail('bad \\u escape'); }
+          i += 6;
+        } else {
+          if (e === undefined || !'"\\/bfnrt'.includes(e)) { this.i = i; this.fail('bad escape'); }
+          i += 2;
+        }
+        continue;
+      }
+      i++;
+    }
+    this.i = i + 1;
+    return escaped ? (JSON.parse(s.slice(start, i + 1)) as string) : s.slice(start + 1, i);
+  }
+
+  /** Scans a number at the cursor per the JSON grammar; returns its text. */
+  private number(): string {
+    const s = this.s;
+    const start = this.i;
+    let i = start;
+    const digits = () => { const d = i; while (i < this.len && s.charCodeAt(i) >= Ch.Zero && s.charCodeAt(i) <= Ch.Nine) i++; return i > d; };
+    if (s.charCodeAt(i) === Ch.Minus) i++;
+    if (s.charCodeAt(i) === Ch.Zero) i++;
+    else if (!digits()) { this.i = i; this.fail('expected a digit'); }
+    if (s[i] === '.') { i++; if (!digits()) { this.i = i; this.fail('expected a digit after the decimal point'); } }
+    if (s[i] === 'e' || s[i] === 'E') {
+      i++;
+      if (s[i] === '+' || s[i] === '-') i++;
+      if (!digits()) { this.i = i; this.fail('expected a digit in the exponent'); }
+    }
+    this.i = i;
+    return s.slice(start, i);
+  }
+
+  /** Skips (and so validates) any JSON value at the cursor. */
+  private skipValue(depth: number): void {
+    if (depth > MAX_JSON_DEPTH) this.fail(`nested more than ${MAX_JSON_DEPTH} deep`);
+    const c = this.peek();
+    if (c === Ch.Quote) { this.string(); return; }
+    if (c === Ch.Minus || (c >= Ch.Zero && c <= Ch.Nine)) { this.number(); return; }
+    if (c === Ch.LBrace || c === Ch.LBracket) {
+      const close = c === Ch.LBrace ? Ch.RBrace : Ch.RBracket;
+      this.i++;
+      if (this.peek() === close) { this.i++; return; }
+      for (;;) {
+        if (c === Ch.LBrace) {
+          if (this.peek() !== Ch.Quote) this.fail('expected a string key');
+          this.string();
+          this.expect(Ch.Colon, "':'");
+        }
+        this.skipValue(depth + 1);
+        const d = this.peek();
+        this.i++;
+        if (d === close) return;
+        if (d !== Ch.Comma) { this.i--; this.fail(`expected ',' or '${String.fromCharCode(close)}'`); }
+      }
+    }
+    for (const lit of ['true', 'false', 'null']) {
+      if (this.s.startsWith(lit, this.i)) { this.i += lit.length; return; }
+    }
+    this.fail('expected a value');
+  }
+
+  /** The text of the value from `start` to the cursor, shortened and on one line, for messages. */
+  private snippet(start: number): string {
+    const t = this.s.slice(start, Math.min(this.i, start + 64)).replace(/\s+/g, ' ');
+    return this.i - start > 64 ? `${t}...` : t;
+  }
+
+  /** An array of non-negative integers (shape, data_offsets), or what it was instead. */
+  private intList(): IntList {
+    const start = this.i;
+    if (this.peek() !== Ch.LBracket) { this.skipValue(1); return { notArray: true }; }
+    this.i++;
+    const out: number[] = [];
+    let ok = true;
+    if (this.peek() === Ch.RBracket) { this.i++; return out; }
+    for (;;) {
+      const c = this.peek();
+      if (c >= Ch.Zero && c <= Ch.Nine) {
+        const t = this.number();
+        const v = Number(t);
+        // Integers as integers: no sign, fraction, exponent or leading zero (the reference's serde refuses 1.0).
+        if ((t.length === 1 || t.charCodeAt(0) !== Ch.Zero) && Number.isSafeInteger(v) && !/[.eE]/.test(t)) out.push(v);
+        else ok = false;
+      } else {
+        this.skipValue(2);
+        ok = false;
+      }
+      const d = this.peek();
+      this.i++;
+      if (d === Ch.RBracket) break;
+      if (d !== Ch.Comma) { this.i--; this.fail("expected ',' or ']'"); }
+    }
+    return ok ? out : { bad: this.snippet(start) };
+  }
+
+  private metadata(into: Record<string, string>): void {
+    const file = this.file;
+    if (this.peek() !== Ch.LBrace) { this.skipValue(1); throw new AttendError(`${file}: __metadata__ is not an object`); }
+    this.i++;
+    if (this.peek() === Ch.RBrace) { this.i++; return; }
+    for (;;) {
+      if (this.peek() !== Ch.Quote) this.fail('expected a string key');
+      const k = this.string();
+      this.expect(Ch.Colon, "':'");
+      check(this.peek() === Ch.Quote, () => `${file}: __metadata__ value for '${k}' is not a string`);
+      const v = this.string();
+      check(!Object.hasOwn(into, k), () => `${file}: __metadata__ key '${k}' appears twice in the header`);
+      // defineProperty, not assignment: a key '__proto__' must be data, not the object's prototype.
+      Object.defineProperty(into, k, { value: v, enumerable: true, writable: true, configurable: true });
+      const d = this.peek();
+      this.i++;
+      if (d === Ch.RBrace) return;
+      if (d !== Ch.Comma) { this.i--; this.fail("expected ',' or '}'"); }
+    }
+  }
+
+  private entryFail(name: string, what: string): never {
+    throw new AttendError(`${this.file}: tensor '${name}' ${what}`);
+  }
+
+  private entry(name: string): TensorEntry {
+    // Messages are built only on failure (no closure or string per entry: this runs once per tensor).
+    if (this.peek() !== Ch.LBrace) { this.skipValue(1); this.entryFail(name, 'is not an object'); }
+    this.i++;
+    let dtype: string | null | undefined; // null: present, not a string
+    let shape: IntList | undefined;
+    let offsets: IntList | undefined;
+    if (this.peek() === Ch.RBrace) {
+      this.i++;
+    } else {
+      for (;;) {
+        if (this.peek() !== Ch.Quote) this.fail('expected a string key');
+        const key = this.string();
+        this.expect(Ch.Colon, "':'");
+        if (key === 'dtype') {
+          if (dtype !== undefined) this.entryFail(name, "has field 'dtype' twice");
+          if (this.peek() === Ch.Quote) dtype = this.string();
+          else { this.skipValue(1); dtype = null; }
+        } else if (key === 'shape') {
+          if (shape !== undefined) this.entryFail(name, "has field 'shape' twice");
+          shape = this.intList();
+        } else if (key === 'data_offsets') {
+          if (offsets !== undefined) this.entryFail(name, "has field 'data_offsets' twice");
+          offsets = this.intList();
+        } else {
+          this.skipValue(1);
+        }
+        const d = this.peek();
+        this.i++;
+        if (d === Ch.RBrace) break;
+        if (d !== Ch.Comma) { this.i--; this.fail("expected ',' or '}'"); }
+      }
+    }
+    if (dtype === undefined) return this.entryFail(name, 'has no dtype');
+    if (shape === undefined) return this.entryFail(name, 'has no shape');
+    if (offsets === undefined) return this.entryFail(name, 'has no data_offsets');
+    if (dtype === null) return this.entryFail(name, 'has a dtype that is not a string');
+    if (!Object.hasOwn(SAFETENSORS_DTYPE_BYTES, dtype)) this.entryFail(name, `has unknown dtype '${dtype}' (known: ${Object.keys(SAFETENSORS_DTYPE_BYTES).join(', ')})`);
+    if (!Array.isArray(shape)) return this.entryFail(name, 'notArray' in shape ? 'has a shape that is not an array' : `has shape ${shape.bad}; dims must be non-negative integers`);
+    if (!Array.isArray(offsets) || offsets.length !== 2) {
+      const text = Array.isArray(offsets) ? JSON.stringify(offsets) : 'bad' in offsets ? offsets.bad : 'that are not an array';
+      return this.entryFail(name, `has data_offsets ${text}; expected [begin, end] of non-negative integers`);
+    }
+    const [begin, end] = offsets;
+    if (begin > end) this.entryFail(name, `has data_offsets [${begin}, ${end}] with begin after end`);
+    if (end > this.dataSize) this.entryFail(name, `has data_offsets [${begin}, ${end}] beyond the end of the data section (${this.dataSize} bytes)`);
+    let elements = 1;
+    for (const d of shape) elements *= d;
+    const bytes = elements * SAFETENSORS_DTYPE_BYTES[dtype as SafetensorsDType];
+    if (bytes !== end - begin) {
+      this.entryFail(name, `has shape [${shape.join(', ')}] of ${dtype} (${bytes} bytes) but data_offsets [${begin}, ${end}] span ${end - begin} bytes`);
+    }
+    return { name, dtype: dtype as SafetensorsDType, shape, file: this.file, begin: this.dataStart + begin, end: this.dataStart + end };
+  }
 }
 
 export class SafetensorsArchive {
@@ -222,6 +539,7 @@ export class SafetensorsArchive {
   }
 
   private static openSharded(dir: string, indexPath: string): SafetensorsArchive {
+    checkRegularFile(indexPath, 'shard index');
     let index: unknown;
     try {
       index = JSON.parse(fs.readFileSync(indexPath, 'utf8'));

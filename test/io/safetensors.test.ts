@@ -4,11 +4,12 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SafetensorsArchive, writeSafetensors } from '../../src/io/safetensors.js';
+import { MAX_TENSORS_PER_FILE, SafetensorsArchive, writeSafetensors } from '../../src/io/safetensors.js';
 import { AttendError } from '../../src/errors.js';
 import { narrow } from '../../src/tensor/dtype.js';
 
@@ -93,13 +94,13 @@ describe('round trip', () => {
     assert.equal(bytes.subarray(8, 8 + n).toString().trimEnd(), JSON.stringify({ x: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }));
   });
 
-  test('F64 is narrowed, gaps between tensors are allowed, integer dtypes are readable as bytes only', () => {
-    const data = new Uint8Array(8 + 4 + 8);
+  test('F64 is narrowed, integer dtypes are readable as bytes only', () => {
+    const data = new Uint8Array(8 + 8);
     new DataView(data.buffer).setFloat64(0, 1.5, true);
-    new DataView(data.buffer).setBigInt64(12, 42n, true); // 4-byte gap before it
+    new DataView(data.buffer).setBigInt64(8, 42n, true);
     const file = raw('f64.safetensors', {
       d: { dtype: 'F64', shape: [1], data_offsets: [0, 8] },
-      i: { dtype: 'I64', shape: [1], data_offsets: [12, 20] },
+      i: { dtype: 'I64', shape: [1], data_offsets: [8, 16] },
     }, data);
     const st = SafetensorsArchive.openFile(file);
     assert.deepEqual(st.read('d'), { dtype: 'f32', shape: [1], data: Float32Array.from([1.5]) });
@@ -205,7 +206,7 @@ describe('corrupt files', () => {
   const cases: [string, () => string, RegExp][] = [
     ['too short for the length', () => { const f = path.join(dir, 'short.safetensors'); fs.writeFileSync(f, Buffer.alloc(5)); return f; }, /5 bytes, too short to hold the 8-byte safetensors header length/],
     ['header length past the end', () => raw('past.safetensors', '{}', f32(0), 1000n), /header length 1000 runs past the end of the file \(10 bytes\)/],
-    ['absurd header length', () => raw('huge.safetensors', '{}', f32(0), 1n << 40n), /header length 1099511627776 is absurdly large/],
+    ['absurd header length', () => raw('huge.safetensors', '{}', f32(0), 1n << 40n), /header length 1099511627776 exceeds the safetensors format's limit of 100000000 bytes/],
     ['header not JSON', () => raw('json.safetensors', '{"a": '), /header is not valid JSON/],
     ['header not UTF-8', () => raw('utf8.safetensors', Buffer.from('{"\xff": {}}', 'latin1')), /header is not valid JSON/],
     ['header not an object', () => raw('array.safetensors', '[1, 2]'), /header is not a JSON object/],
@@ -218,6 +219,8 @@ describe('corrupt files', () => {
     ['unknown dtype', () => raw('dtype-unknown.safetensors', { a: { dtype: 'Q4_K', shape: [1], data_offsets: [0, 4] } }, f32(1)), /unknown dtype 'Q4_K'/],
     ['shape not an array', () => raw('shape-type.safetensors', { a: { dtype: 'F32', shape: '1', data_offsets: [0, 4] } }, f32(1)), /shape that is not an array/],
     ['negative dim', () => raw('shape-neg.safetensors', { a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, f32(1)), /shape \[-1\]; dims must be non-negative integers/],
+    ['integer dim written as a float', () => raw('shape-float.safetensors', '{"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}', f32(1)),
+      /dims must be non-negative integers/],
     ['fractional dim', () => raw('shape-frac.safetensors', { a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 4] } }, f32(1)), /dims must be non-negative integers/],
     ['data_offsets wrong type', () => raw('off-type.safetensors', { a: { dtype: 'F32', shape: [1], data_offsets: [0] } }, f32(1)), /data_offsets \[0\]; expected \[begin, end\]/],
     ['data_offsets negative', () => raw('off-neg.safetensors', { a: { dtype: 'F32', shape: [1], data_offsets: [-4, 0] } }, f32(1)), /expected \[begin, end\] of non-negative integers/],
@@ -229,6 +232,26 @@ describe('corrupt files', () => {
       b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
     }, f32(3)), /tensors 'a' and 'b' overlap/],
     ['bad metadata', () => raw('meta.safetensors', { __metadata__: { n: 3 } }), /__metadata__ value for 'n' is not a string/],
+    // The format's reference implementation (safetensors, Rust) requires the tensors to tile the data section
+    // exactly, from byte 0 to the end of the file; anything else means a wrong header length or a corrupt file.
+    ['gap between tensors', () => raw('gap.safetensors', {
+      a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] },
+    }, f32(3)), /4 unused bytes between tensors 'a' \(ends at data offset 4\) and 'b' \(begins at 8\)/],
+    ['first tensor not at offset 0', () => raw('gap0.safetensors', { a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, f32(2)),
+      /4 unused bytes before the first tensor 'a'/],
+    ['trailing bytes after the last tensor', () => raw('trail.safetensors', { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } },
+      Buffer.concat([f32(1), Buffer.from('junk')])), /4 bytes after the end of the last tensor 'a'/],
+    ['data but no tensors', () => raw('trail0.safetensors', {}, f32(1)), /4 bytes after the end of the header, but the header lists no tensor data/],
+    ['duplicate tensor name', () => raw('dup.safetensors',
+      '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', f32(2)),
+      /tensor name 'a' appears twice in the header/],
+    ['duplicate field in an entry', () => raw('dupfield.safetensors',
+      '{"a":{"dtype":"F32","shape":[1],"shape":[2],"data_offsets":[0,4]}}', f32(1)), /tensor 'a' has field 'shape' twice/],
+    ['duplicate __metadata__', () => raw('dupmeta.safetensors', '{"__metadata__":{},"__metadata__":{}}'), /'__metadata__' appears twice/],
+    ['duplicate metadata key', () => raw('dupmetakey.safetensors', '{"__metadata__":{"k":"1","k":"2"}}'), /__metadata__ key 'k' appears twice/],
+    ['header over the format limit of 100,000,000 bytes', () => raw('cap.safetensors', '{}', f32(0), 100_000_001n),
+      /header length 100000001 exceeds the safetensors format's limit of 100000000 bytes/],
   ];
   for (const [what, make, pattern] of cases) {
     test(what, () => {
@@ -236,6 +259,67 @@ describe('corrupt files', () => {
       fails(() => SafetensorsArchive.openFile(file), file, pattern);
     });
   }
+
+  test('a header length a few bytes short is refused, not read shifted', () => {
+    // The audit's case: the header padded with spaces still parses when its length field is 4 short, so every
+    // tensor was read 4 bytes early (wrong logits, exit 0). Now the 4 extra bytes at the end are refused.
+    const file = path.join(dir, 'short-len.safetensors');
+    writeSafetensors(file, { www: { dtype: 'f32', shape: [4], data: Float32Array.from([1, 2, 3, 4]) } }); // 7 bytes of padding
+    const bytes = fs.readFileSync(file);
+    const n = bytes.readBigUInt64LE(0);
+    const padded = bytes.subarray(8, 8 + Number(n)).toString();
+    assert.ok(padded.endsWith('    '), 'the writer pads this header with at least 4 spaces');
+    for (const delta of [4n, 1n]) {
+      const cut = Buffer.from(bytes);
+      cut.writeBigUInt64LE(n - delta);
+      const bad = path.join(dir, `short-len-${delta}.safetensors`);
+      fs.writeFileSync(bad, cut);
+      fails(() => SafetensorsArchive.openFile(bad), bad, new RegExp(`${delta} bytes after the end of the last tensor 'www'`));
+    }
+  });
+
+  test(`a header of more than MAX_TENSORS_PER_FILE (${MAX_TENSORS_PER_FILE}) entries is refused, naming the limit and the remedy`, () => {
+    // The audit's 68 MB header of tiny entries took 867 MB to parse; now parsing stops at the limit.
+    const parts = Array.from({ length: MAX_TENSORS_PER_FILE + 1 }, (_, i) => `"t${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`);
+    const file = raw('many.safetensors', `{${parts.join(',')}}`);
+    fails(() => SafetensorsArchive.openFile(file), file,
+      new RegExp(`more than ${MAX_TENSORS_PER_FILE} tensors, attend's limit per file \\(MAX_TENSORS_PER_FILE.*split the checkpoint into shards`));
+  });
+
+  test('a header exactly at the 100,000,000-byte limit is parsed', () => {
+    const h = Buffer.alloc(100_000_000, 0x20);
+    h.write('{}');
+    const st = SafetensorsArchive.openFile(raw('cap-ok.safetensors', h));
+    assert.deepEqual(st.names(), []);
+    st.close();
+  });
+
+  test('JSON escapes in names and metadata are decoded; unknown entry fields are ignored', () => {
+    const file = raw('escapes.safetensors',
+      '{"__metadata__":{"k\\u00e9":"a\\"b"},"w\\u0031":{"dtype":"F32","extra":{"x":[1,{"y":null}]},"shape":[1],"data_offsets":[0,4]}}  ',
+      Buffer.from(Float32Array.from([2.5]).buffer));
+    const st = SafetensorsArchive.openFile(file);
+    assert.deepEqual(st.names(), ['w1']);
+    assert.deepEqual(st.metadata, { 'k\u00e9': 'a"b' });
+    assert.deepEqual(st.readF32('w1'), Float32Array.from([2.5]));
+    st.close();
+  });
+
+  test('a FIFO, socket or device given as a shard is refused before it is opened (opening a FIFO blocks)', { skip: process.platform === 'win32' }, () => {
+    const d = fs.mkdtempSync(path.join(dir, 'fifo-'));
+    const fifo = path.join(d, 'model.safetensors');
+    execFileSync('mkfifo', [fifo]);
+    fails(() => SafetensorsArchive.openFile(fifo), fifo, /is not a regular file \(a FIFO\)/);
+    fails(() => SafetensorsArchive.open(d), fifo, /is not a regular file \(a FIFO\)/);
+    fails(() => SafetensorsArchive.openFile('/dev/zero'), '/dev/zero', /is not a regular file \(a character device\)/);
+    const sharded = fs.mkdtempSync(path.join(dir, 'fifo-shard-'));
+    execFileSync('mkfifo', [path.join(sharded, 's1.safetensors')]);
+    fs.writeFileSync(path.join(sharded, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 's1.safetensors' } }));
+    fails(() => SafetensorsArchive.open(sharded), 's1.safetensors', /is not a regular file \(a FIFO\)/);
+    const fifoIndex = fs.mkdtempSync(path.join(dir, 'fifo-index-'));
+    execFileSync('mkfifo', [path.join(fifoIndex, 'model.safetensors.index.json')]);
+    fails(() => SafetensorsArchive.open(fifoIndex), 'model.safetensors.index.json', /is not a regular file \(a FIFO\)/);
+  });
 
   test('a file with no tensors is valid', () => {
     const st = SafetensorsArchive.openFile(raw('none.safetensors', {}));
