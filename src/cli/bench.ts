@@ -15,6 +15,7 @@ import { check } from '../errors.js';
 import { writeReport } from '../eval/report/index.js';
 import { expandSweep, presetByName, readSweepConfig, validateSweep } from '../eval/sweep-config.js';
 import { readResults, runSweep, type SweepProgress } from '../eval/sweep.js';
+import { ensureOutputFolder, removeStalePartials } from '../eval/results-file.js';
 import { resultsMarkdown } from '../eval/markdown.js';
 import { formatSummary, summarise } from '../eval/summary.js';
 import { type CellKey, type CellResult, cellId } from '../eval/types.js';
@@ -95,6 +96,29 @@ function progress(total: number): { update(p: SweepProgress): void; stop(): void
   };
 }
 
+/**
+ * Runs `work` with SIGINT and SIGTERM held back, then acts on one that came meanwhile (the process ends as the
+ * signal would have ended it). The report is written as a temporary file renamed over report.html
+ * (src/io/files.ts): killed between the two by a signal's default action, the temporary would stay behind.
+ */
+export async function deferringSignals<T>(work: () => Promise<T>): Promise<T> {
+  let received: NodeJS.Signals | undefined;
+  const hold = (signal: NodeJS.Signals) => {
+    received ??= signal;
+  };
+  process.on('SIGINT', hold);
+  process.on('SIGTERM', hold);
+  try {
+    return await work();
+  } finally {
+    // A signal that came during the synchronous write reaches its listener in the event loop's next poll.
+    await new Promise((done) => setTimeout(done, 10));
+    process.off('SIGINT', hold);
+    process.off('SIGTERM', hold);
+    if (received) process.kill(process.pid, received);
+  }
+}
+
 /** `command`: how the run is named in the report (default: this process's `attend bench …` command line). */
 export async function runBench(flags: Flags, command = `attend bench ${process.argv.slice(3).join(' ')}`.trim()): Promise<void> {
   check(!(flags.preset && flags.config), 'give --preset or --config, not both');
@@ -126,6 +150,8 @@ export async function runBench(flags: Flags, command = `attend bench ${process.a
       + `cells first, then printing the tables.\n`);
   }
 
+  ensureOutputFolder(out);
+  for (const name of removeStalePartials(out)) process.stderr.write(`attend: removed ${join(out, name)}, left by a run that was killed\n`);
   const shared = config.sharedPrefill ? ', shared prefill' : '';
   const of = cells.length < all.length ? ` of ${all.length}` : '';
   process.stdout.write(`${cells.length}${of} cells (${name}${shared}) on ${modelName} → ${resultsPath}\n`);
@@ -135,6 +161,6 @@ export async function runBench(flags: Flags, command = `attend bench ${process.a
   const summary = summarise(results);
   process.stdout.write(`\n${flags.markdown ? resultsMarkdown(results, summary) : formatSummary(summary)}\n`);
   const reportPath = join(out, 'report.html');
-  await writeReport(reportPath, results, { title: `Attend bench: ${name} on ${basename(modelDir)}`, command });
+  await deferringSignals(() => writeReport(reportPath, results, { title: `Attend bench: ${name} on ${basename(modelDir)}`, command }));
   process.stdout.write(`\nresults: ${resultsPath}\nreport:  ${reportPath}\n`);
 }

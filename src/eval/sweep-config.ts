@@ -3,9 +3,10 @@
  * Written by hand as JSON (`attend bench --config sweep.json`) or taken from a preset. This file reads, checks
  * and expands it into cells; the presets are at the bottom.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { AttendError, check } from '../errors.js';
 import { pressEntry, resolveOptions } from '../presses/registry.js';
+import { jsonErrorReason, oneLine } from './json-text.js';
 import { taskByName } from './tasks/index.js';
 import type { CellKey } from './types.js';
 
@@ -139,44 +140,159 @@ export function presetByName(name: string): SweepConfig {
   return preset;
 }
 
+/**
+ * The largest sweep config file read (1 MiB): a hand-written config is a few hundred bytes, and reading stops
+ * before a mistaken path (a log, a device such as /dev/zero) can fill the memory.
+ */
+export const MAX_SWEEP_CONFIG_BYTES = 1 << 20;
+/**
+ * The most cells one sweep may have: 100,000, about 40 times the ruler preset (2,368), already days of running
+ * at a second a cell. Cells are expanded before they run (about 1 KB each with their id), so a config such as
+ * `"samples": 1e9` would exhaust the memory; split a larger sweep into several configs.
+ */
+export const MAX_SWEEP_CELLS = 100_000;
+/** Seeds are whole numbers in [0, MAX_SEED]: seed × 1,000,003 + instance must stay an exact integer. */
+export const MAX_SEED = 2 ** 32 - 1;
+
+/** Reads a sweep config file: one-line errors for an unreadable file, bad JSON, unknown keys and wrong types. */
 export function readSweepConfig(path: string): SweepConfig {
+  let text: string;
+  try {
+    const stat = statSync(path);
+    check(stat.isFile(), `${path}: cannot read the sweep config (not a regular file)`);
+    check(stat.size <= MAX_SWEEP_CONFIG_BYTES, () => `${path}: cannot read the sweep config (${stat.size} bytes, more than `
+      + `MAX_SWEEP_CONFIG_BYTES = ${MAX_SWEEP_CONFIG_BYTES} in src/eval/sweep-config.ts)`);
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (e instanceof AttendError) throw e;
+    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new AttendError(`${path}: cannot read the sweep config (${oneLine(why)})`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
-    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    throw new AttendError(`${path}: cannot read the sweep config (${why})`);
+    throw new AttendError(`${path}: cannot read the sweep config (not valid JSON: ${jsonErrorReason(e, text)})`);
   }
-  check(raw !== null && typeof raw === 'object' && !Array.isArray(raw), `${path}: the sweep config must be a JSON object`);
-  const base = SWEEP_DEFAULTS;
-  const given = raw as Partial<SweepConfig>;
-  const known = Object.keys(base);
-  for (const key of Object.keys(given)) check(known.includes(key), `${path}: unknown key "${key}" (known: ${known.join(', ')})`);
-  return { ...base, ...given };
+  return parseSweepConfig(raw, path);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+/** A value as the config holds it, for messages: JSON, one line, short. */
+const shown = (v: unknown): string => oneLine(JSON.stringify(v) ?? String(v), 60);
+
+/** A non-empty list whose every item passes `ok`, without repeats; `what` says what an item must be. */
+function checkList(source: string, key: string, value: unknown, ok: (item: unknown) => boolean, what: string, example: string): void {
+  const expected = `${source}: "${key}" must be a non-empty list of ${what}, e.g. ${example}`;
+  check(Array.isArray(value) && value.length > 0, () => `${expected} (got ${shown(value)})`);
+  const bad = value.findIndex((item) => !ok(item));
+  check(bad < 0, () => `${expected} (item ${bad + 1} is ${shown(value[bad])})`);
+  const seen = new Set<string>();
+  for (const item of value) {
+    const id = JSON.stringify(item);
+    check(!seen.has(id), () => `${source}: "${key}" lists ${shown(item)} twice`);
+    seen.add(id);
+  }
+}
+
+const wholeAbove0 = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+const METHOD_KEYS = ['press', 'ratios', 'budgets', 'options', 'during'];
+
+function checkMethod(source: string, m: unknown, index: number): void {
+  const where = `${source}: methods item ${index + 1}`;
+  check(isObject(m), () => `${where} must be an object such as {"press": "snapkv", "ratios": [0.5]} (got ${shown(m)})`);
+  for (const key of Object.keys(m)) check(METHOD_KEYS.includes(key), () => `${where}: unknown key "${oneLine(key, 40)}" (known: ${METHOD_KEYS.join(', ')})`);
+  check(typeof m.press === 'string' && m.press !== '', () => `${where}: "press" must be "full" or a press name (see attend presses), got ${shown(m.press)}`);
+  const name = m.press;
+  if (name === 'full') {
+    for (const key of ['ratios', 'budgets', 'during', 'options']) {
+      check(m[key] === undefined, `${where}: full KV keeps every entry and takes no "${key}"`);
+    }
+    return;
+  }
+  if (m.ratios !== undefined) {
+    checkList(where, 'ratios', m.ratios, (r) => typeof r === 'number' && r > 0 && r < 1, 'numbers in (0, 1), the share of the KV removed', '[0.5, 0.75]');
+  }
+  if (m.budgets !== undefined) checkList(where, 'budgets', m.budgets, wholeAbove0, 'whole numbers > 0, the tokens kept', '[256, 512]');
+  check(m.ratios !== undefined || m.budgets !== undefined, `${source}: method ${name} needs ratios or budgets`);
+  check(m.during === undefined || m.during === 'prefill' || m.during === 'chunks',
+    () => `${where}: "during" must be "prefill" or "chunks" (got ${shown(m.during)})`);
+  if (m.options !== undefined) {
+    check(isObject(m.options), () => `${where}: "options" must be an object such as {"window": 32} (got ${shown(m.options)})`);
+    for (const [key, value] of Object.entries(m.options)) {
+      check(typeof value === 'number' || typeof value === 'string',
+        () => `${where}: option "${oneLine(key, 40)}" must be a number or a string (got ${shown(value)})`);
+    }
+  }
+}
+
+/**
+ * Checks the types of every field of a sweep config, so that a wrong one ends in a one-line error naming the
+ * field and what it must be, before anything else reads it. Whether tasks, presses and lengths exist for the
+ * model is validateSweep's part.
+ */
+export function checkSweepShape(config: unknown, source: string): asserts config is SweepConfig {
+  check(isObject(config), `${source}: the sweep config must be a JSON object`);
+  checkList(source, 'tasks', config.tasks, (t) => typeof t === 'string' && t !== '', 'task names', '["niah_single", "passkey"]');
+  checkList(source, 'contextLengths', config.contextLengths, wholeAbove0, 'whole numbers of tokens > 0', '[2048, 4096]');
+  checkList(source, 'depths', config.depths, (d) => typeof d === 'number' && d >= 0 && d <= 1, 'needle depths in [0, 1]', '[0, 0.5, 1]');
+  check(wholeAbove0(config.samples), () => `${source}: "samples" must be a whole number > 0 (got ${shown(config.samples)})`);
+  check(Array.isArray(config.methods) && config.methods.length > 0,
+    () => `${source}: "methods" must be a non-empty list such as [{"press": "full"}, {"press": "snapkv", "ratios": [0.5]}] (got ${shown(config.methods)})`);
+  config.methods.forEach((m, i) => checkMethod(source, m, i));
+  checkList(source, 'queryAware', config.queryAware, (q) => typeof q === 'boolean', 'true or false', '[false, true]');
+  check(wholeAbove0(config.prefillChunk), () => `${source}: "prefillChunk" must be a whole number of tokens > 0 (got ${shown(config.prefillChunk)})`);
+  check(typeof config.seed === 'number' && Number.isInteger(config.seed) && config.seed >= 0 && config.seed <= MAX_SEED,
+    () => `${source}: "seed" must be a whole number in [0, ${MAX_SEED}] (got ${shown(config.seed)})`);
+  check(typeof config.sharedPrefill === 'boolean', () => `${source}: "sharedPrefill" must be true or false (got ${shown(config.sharedPrefill)})`);
+  check(config.seedPerInstance === undefined || typeof config.seedPerInstance === 'boolean',
+    () => `${source}: "seedPerInstance" must be true or false (got ${shown(config.seedPerInstance)})`);
+}
+
+/** A parsed sweep config (JSON.parse's value) with the defaults filled in and every field's type checked. */
+export function parseSweepConfig(raw: unknown, source: string): SweepConfig {
+  check(isObject(raw), `${source}: the sweep config must be a JSON object`);
+  const known = Object.keys(SWEEP_DEFAULTS);
+  for (const key of Object.keys(raw)) check(known.includes(key), () => `${source}: unknown key "${oneLine(key, 40)}" (known: ${known.join(', ')})`);
+  const config: unknown = { ...SWEEP_DEFAULTS, ...raw };
+  checkSweepShape(config, source);
+  checkCellCount(config, source);
+  return config;
+}
+
+/** How many cells expandSweep makes of `config`, computed without making them. */
+export function countCells(config: SweepConfig): number {
+  const perInstance = config.methods.reduce(
+    (n, m) => n + (m.press === 'full' ? 1 : ((m.ratios?.length ?? 0) + (m.budgets?.length ?? 0)) * config.queryAware.length), 0);
+  const instances = config.tasks.reduce(
+    (n, task) => n + (taskByName(task).hasDepth ? config.depths.length : 1) * config.contextLengths.length * config.samples, 0);
+  return instances * perInstance;
+}
+
+function checkCellCount(config: SweepConfig, source: string): void {
+  for (const task of config.tasks) taskByName(task);
+  const n = countCells(config);
+  check(n <= MAX_SWEEP_CELLS, () => `${source}: the sweep has ${n.toLocaleString('en-US')} cells, more than MAX_SWEEP_CELLS = `
+    + `${MAX_SWEEP_CELLS.toLocaleString('en-US')} (src/eval/sweep-config.ts); split it into smaller sweeps (fewer samples, lengths, depths or methods)`);
 }
 
 /** Checks a config against the model's context and the known tasks and presses. */
 export function validateSweep(config: SweepConfig, modelContext: number, source: string): void {
-  for (const task of config.tasks) taskByName(task);
+  checkSweepShape(config, source);
+  checkCellCount(config, source);
   for (const n of config.contextLengths) {
-    check(Number.isInteger(n) && n > 0, `${source}: context length ${n} is not a whole number > 0`);
     check(n <= modelContext, `${source}: context length ${n} is longer than the model's context of ${modelContext}`);
   }
-  for (const d of config.depths) check(d >= 0 && d <= 1, `${source}: depth ${d} is outside [0, 1]`);
-  check(Number.isInteger(config.samples) && config.samples > 0, `${source}: samples must be a whole number > 0`);
-  check(typeof config.sharedPrefill === 'boolean', `${source}: sharedPrefill must be true or false`);
-  check(config.seedPerInstance === undefined || typeof config.seedPerInstance === 'boolean', `${source}: seedPerInstance must be true or false`);
   for (const m of config.methods) {
     if (m.press === 'full') continue;
     resolveOptions(pressEntry(m.press), m.options ?? {});
-    check((m.ratios?.length ?? 0) + (m.budgets?.length ?? 0) > 0, `${source}: method ${m.press} needs ratios or budgets`);
-    for (const r of m.ratios ?? []) check(r > 0 && r < 1, `${source}: ${m.press} ratio ${r} is outside (0, 1)`);
-    for (const b of m.budgets ?? []) check(Number.isInteger(b) && b > 0, `${source}: ${m.press} budget ${b} is not a whole number > 0`);
   }
 }
 
 /** Every cell of the sweep, in the order they run: grouped by instance so each prompt is built once. */
 export function expandSweep(config: SweepConfig, model: string): CellKey[] {
+  checkSweepShape(config, 'the sweep');
+  checkCellCount(config, 'the sweep');
   const cells: CellKey[] = [];
   let instance = 0;
   for (const task of config.tasks) {

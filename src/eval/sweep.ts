@@ -1,13 +1,14 @@
 /**
  * Runs the cells of a sweep and appends one JSON line per cell to `results.jsonl`. Resumable: cells whose line
- * is already there are skipped, so an interrupted sweep continues where it stopped (a torn last line is ignored).
+ * is already there are skipped, so an interrupted sweep continues where it stopped (a line cut short by a killed
+ * run is dropped and its cell runs again; lines that are not results are refused: src/eval/results-file.ts).
  * Each prompt is built once for all the methods that run on it, and with `sharedPrefill` prefilled once for all
  * those that see the same prefill.
  */
 import { execSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { LoadedModel } from '../models/load.js';
+import { appendResult, endCleanly, ensureOutputFolder, readResultsFile, skippedWarning } from './results-file.js';
 import { runCell } from './run-cell.js';
 import { groupBySharedPrefill, runSharedPrefill } from './shared-prefill.js';
 import { taskByName } from './tasks/index.js';
@@ -20,19 +21,7 @@ export interface SweepProgress {
   result?: CellResult;
 }
 
-export function readResults(path: string): CellResult[] {
-  if (!existsSync(path)) return [];
-  const rows: CellResult[] = [];
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      rows.push(JSON.parse(line) as CellResult);
-    } catch {
-      // A line cut short by an interrupted run: that cell simply runs again.
-    }
-  }
-  return rows;
-}
+export { readResults } from './results-file.js';
 
 export function gitCommit(): string {
   try {
@@ -48,16 +37,20 @@ export interface SweepOptions {
   /** Cells of one instance that see the same prefill run it once (eval/shared-prefill.ts). */
   sharedPrefill?: boolean;
   onProgress?: (p: SweepProgress) => void;
+  /** Where warnings go (skipped lines of the results file); default: stderr. */
+  onWarning?: (message: string) => void;
 }
 
 /** Runs the cells not yet in `resultsPath`; returns every result of the sweep's cells (old and new), in order. */
 export async function runSweep(lm: LoadedModel, cells: CellKey[], resultsPath: string, opts: SweepOptions = {}): Promise<CellResult[]> {
-  mkdirSync(dirname(resultsPath), { recursive: true });
-  // A run killed mid-write leaves a torn last line: end it so new lines start clean.
-  if (existsSync(resultsPath) && !readFileSync(resultsPath, 'utf8').endsWith('\n') && statSync(resultsPath).size > 0) {
-    appendFileSync(resultsPath, '\n');
-  }
-  const existing = new Map(readResults(resultsPath).map((r) => [cellId(r), r]));
+  ensureOutputFolder(dirname(resultsPath));
+  // Lines that are not results are refused here, before anything is appended; a run killed mid-write leaves a
+  // cut-short last line, which is cut off so new lines start clean (src/eval/results-file.ts).
+  const file = readResultsFile(resultsPath);
+  const warning = skippedWarning(resultsPath, file);
+  if (warning) (opts.onWarning ?? ((m) => process.stderr.write(`attend: ${m}\n`)))(warning);
+  endCleanly(resultsPath, file);
+  const existing = new Map(file.results.map((r) => [cellId(r), r]));
   const commit = gitCommit();
   const results = new Map<string, CellResult>();
   let done = 0;
@@ -67,7 +60,7 @@ export async function runSweep(lm: LoadedModel, cells: CellKey[], resultsPath: s
   };
   const record = (cell: CellKey, metrics: CellMetrics) => {
     const result: CellResult = { ...cell, commit, date: new Date().toISOString(), metrics };
-    appendFileSync(resultsPath, JSON.stringify(result) + '\n');
+    appendResult(resultsPath, result);
     finish(cell, result);
   };
   for (const group of byInstance(cells)) {
