@@ -22,7 +22,15 @@ export class WeightReader {
         `${this.source}: tensor "${name}" has shape [${entry.shape.join(', ')}], expected [${shape.join(', ')}]`,
       );
     }
-    return new Tensor(shape, this.archive.readF32(name));
+    const data = this.archive.readF32(name);
+    const bad = firstNonFinite(data);
+    if (bad >= 0) {
+      const index = unravel(bad, shape);
+      throw new AttendError(
+        `${entry.file}: tensor "${name}" holds ${data[bad]} at [${index.join(', ')}] (element ${bad} of ${data.length}); the checkpoint is corrupt (weights must be finite)`,
+      );
+    }
+    return new Tensor(shape, data);
   }
 
   /** The first of `names` that the checkpoint holds (checkpoints differ in prefixes). */
@@ -43,6 +51,35 @@ export class WeightReader {
     const shape = parts[0].shape.length === 1 ? [data.length] : [data.length / parts[0].cols, parts[0].cols];
     return new Tensor(shape, data);
   }
+}
+
+/**
+ * Index of the first NaN or ±Infinity in `data`, or -1 (x - x is 0 for every finite x, NaN otherwise).
+ *
+ * Weights are checked as they are read rather than lazily on first use: the check is one pass over memory the
+ * read has just written, and a corrupt checkpoint then fails at load with the tensor's name, not mid-generation.
+ * Measured on the bundled attend-mini (30.9M parameters, 74 tensors), loadModel, median of 7 runs on the 2-core
+ * development machine while shared (load average about 10, so noisy): 158-470 ms without the check, 304-649 ms
+ * with it, over three interleaved rounds; the scan alone, over the 30.9M widened floats, 49-72 ms (median of 9),
+ * about 15-25% of a load. Checking lazily would not save it: the first forward pass reads every weight, so the
+ * same scan would only move to the first token, and would need a flag per tensor in the forward paths.
+ */
+export function firstNonFinite(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i];
+    if (x - x !== 0) return i;
+  }
+  return -1;
+}
+
+/** The multi-index of flat element `i` in a row-major tensor of `shape`. */
+function unravel(i: number, shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    out[d] = i % shape[d];
+    i = Math.floor(i / shape[d]);
+  }
+  return out;
 }
 
 /** [in × out] → [out × in]: GPT-2's Conv1D stores weights transposed relative to Linear. */
