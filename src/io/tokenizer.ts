@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Tokenizer, type Encoding } from '@huggingface/tokenizers';
 import { AttendError, check } from '../errors.js';
-import { parseJson } from '../models/config.js';
+import { MAX_DIMENSION, parseJson } from '../models/config.js';
 
 export interface ChatMessage {
   role: string;
@@ -77,17 +77,28 @@ function tokenString(v: unknown): string | undefined {
  */
 const TOKENIZER_MODELS: Record<string, 'map' | 'list'> = { BPE: 'map', WordPiece: 'map', Unigram: 'list' };
 
+/** Token ids in tokenizer.json: below config.ts's MAX_DIMENSION, the largest vocabulary a config may declare. */
+function checkTokenIds(json: Record<string, unknown>, file: string): void {
+  const added = json.added_tokens ?? [];
+  check(Array.isArray(added), `${file}: "added_tokens" must be a list`);
+  added.forEach((t, i) => {
+    check(isObject(t) && typeof t.content === 'string', `${file}: "added_tokens"[${i}] must be an object with a string "content"`);
+    check(typeof t.id === 'number' && Number.isSafeInteger(t.id) && t.id >= 0 && t.id < MAX_DIMENSION,
+      () => `${file}: "added_tokens"[${i}] has id ${JSON.stringify(t.id)}, expected a token id below ${MAX_DIMENSION}`);
+  });
+}
+
 function checkTokenizerModel(model: Record<string, unknown>, file: string): void {
   const type = model.type;
   const supported = Object.keys(TOKENIZER_MODELS).join(', ');
   check(typeof type === 'string' && Object.hasOwn(TOKENIZER_MODELS, type),
     () => `${file}: tokenizer model type ${JSON.stringify(type) ?? 'missing'} is not supported (supported: ${supported})`);
   const vocab = model.vocab;
-  const isId = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  const isId = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v < MAX_DIMENSION;
   if (TOKENIZER_MODELS[type] === 'map') {
     check(isObject(vocab), `${file}: a ${type} tokenizer's "model.vocab" must be an object mapping tokens to ids, not ${Array.isArray(vocab) ? 'a list' : JSON.stringify(vocab) ?? 'missing'}`);
     const bad = Object.entries(vocab).find(([, id]) => !isId(id));
-    check(bad === undefined, () => `${file}: "model.vocab" maps ${JSON.stringify(bad![0])} to ${JSON.stringify(bad![1])}, expected a token id`);
+    check(bad === undefined, () => `${file}: "model.vocab" maps ${JSON.stringify(bad![0])} to ${JSON.stringify(bad![1])}, expected a token id below ${MAX_DIMENSION}`);
     if (type === 'BPE') {
       const merges = model.merges ?? [];
       const isMerge = (m: unknown) => typeof m === 'string' || (Array.isArray(m) && m.length === 2 && m.every((t) => typeof t === 'string'));
@@ -161,6 +172,7 @@ export class TextTokenizer {
     const json = readJson(file);
     check(isObject(json) && isObject(json.model), `${file}: not a tokenizer (no "model" object)`);
     checkTokenizerModel(json.model, file);
+    checkTokenIds(json, file);
     const configFile = join(dir, 'tokenizer_config.json');
     const rawConfig = existsSync(configFile) ? readJson(configFile) : {};
     check(isObject(rawConfig), `${configFile}: not a JSON object`);

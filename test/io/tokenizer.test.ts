@@ -378,6 +378,20 @@ describe('load errors', () => {
     assert.deepEqual(TextTokenizer.load(modelDir({ 'tokenizer.json': unigram })).encode('ab'), [1]);
   });
 
+  test('added token ids are bounded (an id of 1e9 took 80 s to load) and typed', () => {
+    const bpe = byteLevelTokenizer();
+    const cases: [unknown, RegExp][] = [
+      [[special(1e9, '<big>')], /"added_tokens"\[0\] has id 1000000000, expected a token id below 16777216/],
+      [[special(-1, '<neg>')], /"added_tokens"\[0\] has id -1/],
+      [[{ id: 3 }], /"added_tokens"\[0\] must be an object with a string "content"/],
+      [7, /"added_tokens" must be a list/],
+    ];
+    for (const [added_tokens, pattern] of cases) {
+      assert.throws(() => TextTokenizer.load(modelDir({ 'tokenizer.json': { ...bpe, added_tokens } })), (e: unknown) =>
+        e instanceof AttendError && /tokenizer\.json: /.test(e.message) && pattern.test(e.message), String(pattern));
+    }
+  });
+
   test('JSON errors are one line, without the file\'s text', () => {
     const d = modelDir({ 'tokenizer.json': '{\n  "model": {\n    "type": x\n  }\n}\n' });
     assert.throws(() => TextTokenizer.load(d), (e: unknown) => e instanceof AttendError && /tokenizer\.json: not valid JSON/.test(e.message) && !e.message.includes('\n'));
