@@ -1,6 +1,6 @@
 /** `attend info`: what a model directory holds and what its KV cache costs. */
 import type { Command } from 'commander';
-import { loadModel } from '../models/load.js';
+import { inspectModel } from '../models/load.js';
 import { contextLength, kvBytesPerToken } from '../models/model.js';
 import { matmulBackendInfo } from '../backend/cpu/matmul.js';
 import { defaultModel } from './options.js';
@@ -12,7 +12,8 @@ export function registerInfo(program: Command): void {
     .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
     .option('--json', 'print JSON')
     .action((flags: { model?: string; json?: boolean }) => {
-      const lm = loadModel(flags.model ?? defaultModel());
+      // Header and config only: building the model would read every weight in f32 (226 MB for attend-mini).
+      const lm = inspectModel(flags.model ?? defaultModel());
       const c = lm.config;
       const matmul = matmulBackendInfo();
       const info = {

@@ -25,6 +25,37 @@ export interface LoadOptions {
   backend?: Backend;
 }
 
+export interface ModelSummary {
+  dir: string;
+  config: ModelConfig;
+  /** Parameters stored in the checkpoint (each tensor once). */
+  parameterCount: number;
+}
+
+function countParameters(archive: SafetensorsArchive): number {
+  return archive.names().reduce((n, name) => n + archive.entry(name).shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * What `attend info` needs, from config.json and the safetensors headers only: no weight is read and no
+ * tokenizer loaded. The model is still assembled, on placeholder tensors (WeightReader's shapesOnly), so a
+ * checkpoint that lacks a tensor the config implies, or holds one of another shape, fails as loadModel would.
+ * attend-mini, peak RSS of `attend info` (/usr/bin/time -v, dist/): 217-220 MB before (the whole model built in
+ * f32), 69 MB after (the bare CLI with --help: 57 MB).
+ */
+export function inspectModel(dir: string): ModelSummary {
+  const config = readModelConfig(dir);
+  const archive = SafetensorsArchive.open(dir);
+  try {
+    const weights = new WeightReader(archive, join(dir, 'model.safetensors'), { shapesOnly: true });
+    if (config.family === 'gpt2') new Gpt2Model(config, weights, cpuBackend);
+    else new LlamaModel(config, weights, cpuBackend);
+    return { dir, config, parameterCount: countParameters(archive) };
+  } finally {
+    archive.close();
+  }
+}
+
 export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
   const config = readModelConfig(dir);
   const archive = SafetensorsArchive.open(dir);
@@ -33,7 +64,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
     const weights = new WeightReader(archive, source);
     const backend = opts.backend ?? cpuBackend;
     const model = config.family === 'gpt2' ? new Gpt2Model(config, weights, backend) : new LlamaModel(config, weights, backend);
-    const parameterCount = archive.names().reduce((n, name) => n + archive.entry(name).shape.reduce((a, b) => a * b, 1), 0);
+    const parameterCount = countParameters(archive);
     const tokenizer = TextTokenizer.load(dir);
     return { dir, config, model, tokenizer, generation: readGenerationConfig(dir), parameterCount };
   } finally {

@@ -3,11 +3,39 @@ import { AttendError } from '../errors.js';
 import type { SafetensorsArchive } from '../io/safetensors.js';
 import { Tensor } from '../tensor/tensor.js';
 
+/**
+ * Tensors of a shapes-only reader: the right shape, all zeros, sharing one buffer that nothing ever writes, so
+ * that untouched they take no resident memory. A model built on them must never run.
+ */
+const placeholders = new WeakSet<Tensor>();
+let placeholderBuffer = new ArrayBuffer(0);
+
+function placeholder(shape: number[]): Tensor {
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (placeholderBuffer.byteLength < 4 * size) placeholderBuffer = new ArrayBuffer(4 * size);
+  const t = new Tensor(shape, new Float32Array(placeholderBuffer, 0, size));
+  placeholders.add(t);
+  return t;
+}
+
+export interface WeightReaderOptions {
+  /**
+   * Check every requested tensor's presence and shape against the header but read no data, returning
+   * placeholders (see above): what `attend info` needs to know the checkpoint matches its config.
+   */
+  shapesOnly?: boolean;
+}
+
 export class WeightReader {
+  private readonly shapesOnly: boolean;
+
   constructor(
     private readonly archive: SafetensorsArchive,
     private readonly source: string,
-  ) {}
+    opts: WeightReaderOptions = {},
+  ) {
+    this.shapesOnly = opts.shapesOnly ?? false;
+  }
 
   has(name: string): boolean {
     return this.archive.has(name);
@@ -22,6 +50,7 @@ export class WeightReader {
         `${this.source}: tensor "${name}" has shape [${entry.shape.join(', ')}], expected [${shape.join(', ')}]`,
       );
     }
+    if (this.shapesOnly) return placeholder(shape);
     const data = this.archive.readF32(name);
     const bad = firstNonFinite(data);
     if (bad >= 0) {
@@ -42,6 +71,10 @@ export class WeightReader {
 
   /** Rows of several tensors stacked into one, so that one matrix product computes them all. */
   stackRows(parts: Tensor[]): Tensor {
+    if (parts.some((p) => placeholders.has(p))) {
+      const rows = parts.reduce((n, p) => n + p.shape[0], 0);
+      return placeholder(parts[0].shape.length === 1 ? [rows] : [rows, parts[0].cols]);
+    }
     const data = new Float32Array(parts.reduce((n, p) => n + p.size, 0));
     let offset = 0;
     for (const p of parts) {
@@ -85,6 +118,7 @@ function unravel(i: number, shape: readonly number[]): number[] {
 /** [in × out] → [out × in]: GPT-2's Conv1D stores weights transposed relative to Linear. */
 export function transpose(t: Tensor): Tensor {
   const [r, c] = t.shape;
+  if (placeholders.has(t)) return placeholder([c, r]);
   const src = t.f32;
   const out = new Float32Array(t.size);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
