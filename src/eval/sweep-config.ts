@@ -164,15 +164,15 @@ export function readSweepConfig(path: string): SweepConfig {
       + `MAX_SWEEP_CONFIG_BYTES = ${MAX_SWEEP_CONFIG_BYTES} in src/eval/sweep-config.ts)`);
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    if (e instanceof AttendError) throw e;
+    if (e instanceof AttendError) throw new AttendError(oneLine(e.message, 500));
     const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    throw new AttendError(`${path}: cannot read the sweep config (${oneLine(why)})`);
+    throw new AttendError(oneLine(`${path}: cannot read the sweep config (${why})`, 500));
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new AttendError(`${path}: cannot read the sweep config (not valid JSON: ${jsonErrorReason(e, text)})`);
+    throw new AttendError(oneLine(`${path}: cannot read the sweep config (not valid JSON: ${jsonErrorReason(e, text)})`, 500));
   }
   return parseSweepConfig(raw, path);
 }
@@ -251,6 +251,23 @@ export function checkSweepShape(config: unknown, source: string): asserts config
 
 /** A parsed sweep config (JSON.parse's value) with the defaults filled in and every field's type checked. */
 export function parseSweepConfig(raw: unknown, source: string): SweepConfig {
+  return oneLineErrors(() => parseSweepConfigAsGiven(raw, source));
+}
+
+/**
+ * Runs `work` with its user errors made one line: names taken from the config (a task, a press, an option, the
+ * file's own path) may hold newlines, and other modules' messages quote them as they are.
+ */
+function oneLineErrors<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (e) {
+    if (e instanceof AttendError) throw new AttendError(oneLine(e.message, 500));
+    throw e;
+  }
+}
+
+function parseSweepConfigAsGiven(raw: unknown, source: string): SweepConfig {
   check(isObject(raw), `${source}: the sweep config must be a JSON object`);
   const known = Object.keys(SWEEP_DEFAULTS);
   for (const key of Object.keys(raw)) check(known.includes(key), () => `${source}: unknown key "${oneLine(key, 40)}" (known: ${known.join(', ')})`);
@@ -278,6 +295,10 @@ function checkCellCount(config: SweepConfig, source: string): void {
 
 /** Checks a config against the model's context and the known tasks and presses. */
 export function validateSweep(config: SweepConfig, modelContext: number, source: string): void {
+  oneLineErrors(() => validateSweepAsGiven(config, modelContext, source));
+}
+
+function validateSweepAsGiven(config: SweepConfig, modelContext: number, source: string): void {
   checkSweepShape(config, source);
   checkCellCount(config, source);
   for (const n of config.contextLengths) {
@@ -291,8 +312,10 @@ export function validateSweep(config: SweepConfig, modelContext: number, source:
 
 /** Every cell of the sweep, in the order they run: grouped by instance so each prompt is built once. */
 export function expandSweep(config: SweepConfig, model: string): CellKey[] {
-  checkSweepShape(config, 'the sweep');
-  checkCellCount(config, 'the sweep');
+  oneLineErrors(() => {
+    checkSweepShape(config, 'the sweep');
+    checkCellCount(config, 'the sweep');
+  });
   const cells: CellKey[] = [];
   let instance = 0;
   for (const task of config.tasks) {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { AttendError } from '../../src/errors.js';
-import { expandSweep, readSweepConfig, SWEEP_DEFAULTS, type SweepConfig } from '../../src/eval/sweep-config.js';
+import { expandSweep, readSweepConfig, SWEEP_DEFAULTS, type SweepConfig, validateSweep } from '../../src/eval/sweep-config.js';
 import { readResults, runSweep } from '../../src/eval/sweep.js';
 import { loadModel } from '../../src/models/load.js';
 import { runCli } from '../helpers/cli.js';
@@ -96,6 +96,17 @@ test('sweep configs of the wrong types: one-line errors saying what is expected'
   // And valid ones still pass, the shipped sweep configs included.
   assert.equal(configError({ tasks: ['passkey'], methods: [{ press: 'snapkv', budgets: [64], during: 'chunks', options: { window: 8 } }] }), null);
   for (const name of readdirSync(join(ROOT, 'docs', 'sweeps'))) readSweepConfig(join(ROOT, 'docs', 'sweeps', name));
+});
+
+test('names holding newlines (a task, a press, an option) still give one-line errors', () => {
+  assert.match(configError({ tasks: ['a\nb'] })!, /unknown task "a\\nb"/);
+  const withPress = (m: unknown) => {
+    const config = readSweepConfig(configFile({ tasks: ['passkey'], contextLengths: [200], methods: [m] }));
+    assert.throws(() => validateSweep(config, 256, 'the config'), (e) => e instanceof AttendError && !/\n/.test(e.message) && /\\n/.test(e.message));
+  };
+  withPress({ press: 'a\nb', ratios: [0.5] });
+  withPress({ press: 'snapkv', ratios: [0.5], options: { 'win\ndow': 1 } });
+  withPress({ press: 'snapkv', ratios: [0.5], options: { window: 'x\ny' } });
 });
 
 test('JSON parse errors are one line and never quote the file', () => {
