@@ -287,9 +287,8 @@ function ropeConfig(json: Json, f: Fields, headDim: number, maxPositions: number
   check(typeof partial === 'number' && partial > 0 && partial <= 1,
     () => `${source}: "partial_rotary_factor" is ${f.show(partial)}, expected a number in (0, 1]`);
   const dim = Math.floor(headDim * partial);
-  // RoPE rotates pairs. A partial factor must leave a positive even width; a full-width odd head_dim is left to
-  // the weights' shapes (a head of one dimension is a test fixture's, never a model's).
-  check(dim >= 1 && (partial === 1 || dim % 2 === 0),
+  // RoPE rotates pairs of dimensions: the rotated width (all of head_dim, or its partial share) must be even.
+  check(dim >= 2 && dim % 2 === 0,
     `${source}: "partial_rotary_factor" ${partial} of head_dim ${headDim} rotates ${dim} dimensions; RoPE needs a positive even number`);
   const scaled = type !== 'default';
   const factor = scaled ? f.pos('factor', undefined, params) : Number(params.factor ?? 1);

@@ -136,3 +136,16 @@ test('JSON errors in config.json and generation_config.json are one line without
   fs.mkdirSync(path.join(dir, 'config.json'));
   assert.throws(() => readModelConfig(dir), (e: unknown) => e instanceof AttendError && /config\.json: cannot read \(EISDIR\)/.test(e.message));
 });
+
+test('an odd rotary width is refused in one line (RoPE rotates pairs of dimensions)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attend-odd-head-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
+      architectures: ['LlamaForCausalLM'], hidden_size: 12, num_attention_heads: 4, num_key_value_heads: 4, head_dim: 3,
+      num_hidden_layers: 1, intermediate_size: 8, vocab_size: 16, max_position_embeddings: 64,
+    }));
+    assert.throws(() => readModelConfig(dir), (e: Error) => e instanceof AttendError && /rotates 3 dimensions/.test(e.message) && !e.message.includes('\n'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

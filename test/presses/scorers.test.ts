@@ -145,8 +145,8 @@ test('tova averages the latest query over all heads and keeps the same entries i
 });
 
 test('adakv gives the layer budget to the best entries of any head, after each head keeps its safeguard', () => {
-  const config = tinyConfig(2, 2, 1);
-  const cache = layerOf([[[0], [0], [0], [0]], [[0], [0], [0], [0]]]);
+  const config = tinyConfig(2, 2, 2);
+  const cache = layerOf([[[0, 0], [0, 0], [0, 0], [0, 0]], [[0, 0], [0, 0], [0, 0], [0, 0]]]);
   const scorer: Press = {
     name: 'fixed',
     needs: {},
