@@ -78,4 +78,8 @@ test('the closing sentence: what the table shows and cannot, from the results al
   assert.match(text, /h2o \(50% kept\) cannot be told apart from it/);
   assert.match(text, /cannot show differences smaller than the intervals/);
   assert.ok(formatSummary(summarise(many)).trimEnd().endsWith('budgets.'));
+  // Full KV alone: nothing to compare it with, so no comparison sentence.
+  const alone = closingText(summarise(many.filter((c) => c.method === 'full')));
+  assert.doesNotMatch(alone, /Against full KV/);
+  assert.match(alone, /n = 40 independent prompts/);
 });
