@@ -34,6 +34,8 @@ export interface AccuracyRow {
   budget: string;
   /** Instances (cells) pooled in the row. */
   n: number;
+  /** Distinct (task, seed) among them: fewer than n when a seed's needle recurs at other lengths or depths. */
+  seeds: number;
   accuracy: number;
   /** The 95% Wilson score interval of the accuracy. */
   lo: number;
@@ -74,7 +76,8 @@ export function summarise(results: CellResult[]): Summary {
   const scored = results.filter((r) => r.task !== 'perplexity');
   const accuracy = [...groupBy(scored, (r) => JSON.stringify([r.method, budgetLabel(r)])).values()].map((rs): AccuracyRow => {
     const hits = rs.reduce((s, r) => s + r.metrics.accuracy, 0);
-    return { method: rs[0]!.method, budget: budgetLabel(rs[0]!), n: rs.length, accuracy: hits / rs.length, ...wilson(hits, rs.length) };
+    const seeds = new Set(rs.map((r) => `${r.task}|${r.seed}`)).size;
+    return { method: rs[0]!.method, budget: budgetLabel(rs[0]!), n: rs.length, seeds, accuracy: hits / rs.length, ...wilson(hits, rs.length) };
   }).sort(methodOrder);
   const cost = [...groupBy(results, (r) => JSON.stringify([r.method, budgetLabel(r), r.contextLength])).values()]
     .map((rs): CostRow => ({
@@ -133,6 +136,7 @@ export function closingText(s: Summary): string {
   if (s.accuracy.length === 0) return 'No accuracy cells: the table shows cost only.';
   const ns = distinct(s.accuracy.map((r) => r.n));
   const widest = Math.max(...s.accuracy.map((r) => (r.hi - r.lo) / 2));
+  const reused = s.accuracy.some((r) => r.seeds < r.n);
   const full = s.accuracy.find((r) => r.method === 'full');
   const below = full ? s.accuracy.filter((r) => r !== full && r.hi < full.lo) : [];
   const level = full ? s.accuracy.filter((r) => r !== full && r.hi >= full.lo && r.lo <= full.hi) : [];
@@ -143,8 +147,11 @@ export function closingText(s: Summary): string {
     : '';
   return `This table shows the exact-match accuracy of ${s.models.length === 1 ? 'one model' : `${s.models.length} models`} (${s.models.join(', ')})`
     + ` on ${s.tasks.length === 1 ? 'one task' : `${s.tasks.length} tasks`} (${list(s.tasks)}), each row pooling`
-    + ` ${ns.length === 1 ? `n = ${ns[0]}` : `n = ${ns[0]}–${ns.at(-1)}`} independent prompts over ${plural(s.contextLengths.length, 'context length')}`
-    + `${s.depths.length > 1 ? ` and ${s.depths.length} needle depths` : ''}, with 95% Wilson intervals (the widest ±${(widest * 100).toFixed(1)} points, half its width).${versus}`
+    + ` ${ns.length === 1 ? `n = ${ns[0]}` : `n = ${ns[0]}–${ns.at(-1)}`} ${reused ? '' : 'independent '}prompts over ${plural(s.contextLengths.length, 'context length')}`
+    + `${s.depths.length > 1 ? ` and ${s.depths.length} needle depths` : ''}, with 95% Wilson intervals (the widest ±${(widest * 100).toFixed(1)} points, half its width).`
+    + (reused ? ` The prompts come from only ${list(distinct(s.accuracy.map((r) => r.seeds)))} seeds per row (a seed's needle recurs at other`
+      + ' lengths or depths), so they are not independent samples and the intervals, which assume they are, are too narrow.' : '')
+    + versus
     + ` It cannot show differences smaller than the intervals, how accuracy changes with length or depth within a row`
     + ` (the report has those counts), or anything about other models, tasks, longer contexts or budgets.`;
 }

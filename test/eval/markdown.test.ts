@@ -82,4 +82,10 @@ test('the closing sentence: what the table shows and cannot, from the results al
   const alone = closingText(summarise(many.filter((c) => c.method === 'full')));
   assert.doesNotMatch(alone, /Against full KV/);
   assert.match(alone, /n = 40 independent prompts/);
+  assert.doesNotMatch(alone, /not independent/);
+  // The same 8 seeds at every length and depth: said, and the prompts not called independent.
+  const reused = [...Array(40).keys()].map((i) => cell('niah_single', i % 2 ? 1024 : 2048, (i % 5) / 4, 'full', 1, i % 8));
+  const said = closingText(summarise(reused));
+  assert.match(said, /n = 40 prompts/);
+  assert.match(said, /only 8 seeds per row .* not independent samples/);
 });
