@@ -8,6 +8,7 @@
  */
 import { distinct, groupBy } from './report/aggregate.js';
 import { wilson } from './scoring.js';
+import { TASKS } from './tasks/index.js';
 import type { CellResult } from './types.js';
 
 /** A budget as the share (or number of tokens) of the KV kept: '100% kept' (full KV), '50% kept', '512 tokens kept'. */
@@ -34,7 +35,10 @@ export interface AccuracyRow {
   budget: string;
   /** Instances (cells) pooled in the row. */
   n: number;
-  /** Distinct (task, seed) among them: fewer than n when a seed's needle recurs at other lengths or depths. */
+  /**
+   * Distinct instances by seed among them: (task, seed), or (task, seed, length, depth) for a pooled task; fewer
+   * than n when a seed's needle recurs at other lengths or depths.
+   */
   seeds: number;
   accuracy: number;
   /** The 95% Wilson score interval of the accuracy. */
@@ -76,7 +80,8 @@ export function summarise(results: CellResult[]): Summary {
   const scored = results.filter((r) => r.task !== 'perplexity');
   const accuracy = [...groupBy(scored, (r) => JSON.stringify([r.method, budgetLabel(r)])).values()].map((rs): AccuracyRow => {
     const hits = rs.reduce((s, r) => s + r.metrics.accuracy, 0);
-    const seeds = new Set(rs.map((r) => `${r.task}|${r.seed}`)).size;
+    const seeds = new Set(rs.map((r) => (TASKS.find((t) => t.name === r.task)?.pooled
+      ? `${r.task}|${r.seed}|${r.contextLength}|${r.depth}` : `${r.task}|${r.seed}`))).size;
     return { method: rs[0]!.method, budget: budgetLabel(rs[0]!), n: rs.length, seeds, accuracy: hits / rs.length, ...wilson(hits, rs.length) };
   }).sort(methodOrder);
   const cost = [...groupBy(results, (r) => JSON.stringify([r.method, budgetLabel(r), r.contextLength])).values()]

@@ -43,6 +43,11 @@ export interface TaskGenerator {
   description: string;
   /** Whether the task places a needle at a depth (a depth sweep makes sense). */
   hasDepth: boolean;
+  /**
+   * Whether an instance is drawn from a fixed pool by (seed, length, depth), so that one seed gives unrelated
+   * instances at other lengths and depths; otherwise the seed fixes the needle, which recurs there.
+   */
+  pooled?: boolean;
   generate(opts: TaskOptions): TaskInstance | PerplexityInstance;
 }
 

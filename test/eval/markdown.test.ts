@@ -88,4 +88,7 @@ test('the closing sentence: what the table shows and cannot, from the results al
   const said = closingText(summarise(reused));
   assert.match(said, /n = 40 prompts/);
   assert.match(said, /only 8 seeds per row .* not independent samples/);
+  // A pooled task draws other instances at other lengths and depths from the same seeds: independent.
+  const pooled = reused.map((c) => ({ ...c, task: 'wording_single' }));
+  assert.match(closingText(summarise(pooled)), /n = 40 independent prompts/);
 });

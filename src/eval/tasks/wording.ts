@@ -57,6 +57,7 @@ function wordingTask(name: string, pooled: string, hasDepth: boolean, descriptio
     name,
     description,
     hasDepth,
+    pooled: true,
     generate({ seed, contextLength, depth, tokenizer }): TaskInstance {
       const candidates = load().filter((e) => e.task === pooled && e.length === contextLength
         && (!hasDepth || depth === undefined || e.depth === depth));
