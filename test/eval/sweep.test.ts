@@ -103,11 +103,11 @@ test('bench CLI: --limit n runs the first n cells and the header says of how man
 });
 
 test('bench CLI: --markdown on a fresh checkout prints the shipped results and runs nothing', () => {
-  const out = join(tmp, 'fresh-ruler');
-  const shipped = readResults(join(import.meta.dirname, '..', '..', 'docs', 'results', 'ruler.jsonl'));
-  const r = runCli(['bench', '--preset', 'ruler', '--out', out, '--markdown']);
+  const out = join(tmp, 'fresh-heldout');
+  const shipped = readResults(join(import.meta.dirname, '..', '..', 'docs', 'results', 'heldout-retrieval.jsonl'));
+  const r = runCli(['bench', '--config', 'docs/sweeps/heldout-retrieval.json', '--out', out, '--markdown']);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stderr, new RegExp(`printing the ${shipped.length} of \\d+ cells shipped in docs/results/ruler\\.jsonl .*running nothing`));
+  assert.match(r.stderr, new RegExp(`printing the ${shipped.length} of \\d+ cells shipped in docs/results/heldout-retrieval\\.jsonl .*running nothing`));
   assert.match(r.stdout, /^Accuracy per method, pooled over/);
   assert.match(r.stdout, /\| method, budget \| passkey \| niah_single \|/);
   assert.equal(existsSync(join(out, 'results.jsonl')), false, 'no sweep was started');
