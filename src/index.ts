@@ -4,7 +4,7 @@ export { Tensor } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
 export type { Backend, AttentionObserver, AttentionBlock } from './backend/backend.js';
 export { cpuBackend } from './backend/cpu/index.js';
-export { loadModel, type LoadedModel, type LoadOptions } from './models/load.js';
+export { inspectModel, loadModel, type LoadedModel, type LoadOptions, type ModelSummary } from './models/load.js';
 export { readModelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig } from './models/config.js';
 export { newCache, contextLength, kvBytesPerToken, type CausalLM, type ForwardOptions } from './models/model.js';
 export { KVCache, LayerCache } from './cache/kv-cache.js';

@@ -31,6 +31,12 @@ test('the package entry exports the presses, the registry, plans, budgets and se
   assert.throws(() => attend.createPress('nope', {}), (e: Error) => e instanceof attend.AttendError && /unknown press "nope"/.test(e.message));
 });
 
+test('inspectModel: what a checkpoint is, from its config and headers', () => {
+  const summary = attend.inspectModel(BUNDLED_MODEL);
+  assert.equal(summary.config.numLayers, 8);
+  assert.equal(summary.parameterCount, 30_941_696);
+});
+
 test('compressing a cache from code keeps the budget per head and frees the rest', () => {
   const lm = attend.loadModel(BUNDLED_MODEL);
   const ids = lm.tokenizer.encode(documentText);
