@@ -3,7 +3,7 @@ import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, tru
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runCli } from '../helpers/cli.js';
+import { assertUserError as assertOneUserError, runCli } from '../helpers/cli.js';
 import { maxAbsDiff, PARITY_DIR, readF32 } from '../helpers/fixtures.js';
 import { readFileSync } from 'node:fs';
 
@@ -15,10 +15,7 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 function assertUserError(args: string[], pattern: RegExp): void {
   const r = runCli(args);
   assert.notEqual(r.status, 0, `expected failure for ${args.join(' ')}`);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  assertOneUserError(r, pattern);
 }
 
 test('logits writes [tokens × vocab] float32 equal to the reference', () => {

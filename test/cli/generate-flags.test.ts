@@ -1,27 +1,12 @@
 /** `attend generate`'s papercut fixes: --stop escapes, --system needs --chat, --prompt-file -, labelled KV bytes. */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { runCli } from '../helpers/cli.js';
+import { assertUserError, runCli } from '../helpers/cli.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
 import { readModelConfig } from '../../src/models/config.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const fixture = join(PARITY_DIR, 'llama-gqa-tied');
-
-/** The CLI with `input` on standard input. */
-function runWithInput(args: string[], input: string) {
-  return spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), ...args], { cwd: ROOT, encoding: 'utf8', input, timeout: 120_000 });
-}
-
-function assertUserError(r: { status: number | null; stderr: string }, pattern: RegExp): void {
-  assert.equal(r.status, 1, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
-}
 
 test('--stop "\\n\\n" as a shell passes it (backslash, n) stops at a blank line', () => {
   // The bundled model continues a list of lines with more lines: greedy output with newlines in it.
@@ -56,10 +41,10 @@ test('--prompt-file - reads the prompt from standard input', () => {
   const args = ['generate', '--model', fixture, '--max-tokens', '6'];
   const prompt = 'In the beginning\nthere was';
   const direct = runCli([...args, '--prompt', prompt]);
-  const piped = runWithInput([...args, '--prompt-file', '-'], prompt);
+  const piped = runCli([...args, '--prompt-file', '-'], { input: prompt });
   assert.equal(piped.status, 0, piped.stderr);
   assert.equal(piped.stdout, direct.stdout);
-  const other = runWithInput([...args, '--prompt-file', '-'], 'Something else entirely');
+  const other = runCli([...args, '--prompt-file', '-'], { input: 'Something else entirely' });
   assert.notEqual(other.stdout, direct.stdout, 'standard input is not read');
   assertUserError(runCli([...args, '--prompt-file', join(fixture, 'missing.txt')]), /^attend: --prompt-file: .*missing\.txt: cannot read \(ENOENT\)/);
 });

@@ -8,7 +8,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runCli } from '../helpers/cli.js';
+import { assertUserError, runCli } from '../helpers/cli.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
 
 const fixture = join(PARITY_DIR, 'llama-gqa-tied');
@@ -16,24 +16,17 @@ const tmp = mkdtempSync(join(tmpdir(), 'attend-messages-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 const prompt = ['--prompt', 'In the beginning was the word and the word', '--max-tokens', '2'];
 
-function assertOneLine(r: { status: number | null; stderr: string }, pattern: RegExp): void {
-  assert.equal(r.status, 1, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
-}
-
 for (const press of ['snapkv', 'pyramidkv']) {
   test(`${press}: window=0 and kernel=0 say which option is wrong and why`, () => {
     const args = ['generate', '--model', fixture, ...prompt, '--press', press, '--ratio', '0.5'];
-    assertOneLine(
+    assertUserError(
       runCli([...args, '--press-opt', 'window=0']),
       new RegExp(`^attend: ${press}: option window must be a whole number ≥ 1 \\(the last queries that score the entries\\), got 0$`),
     );
     // kernel=0 used to pool by dividing by zero and compress with NaN scores, exit 0.
-    assertOneLine(runCli([...args, '--press-opt', 'kernel=0']), new RegExp(`^attend: ${press}: option kernel must be a whole number ≥ 1`));
+    assertUserError(runCli([...args, '--press-opt', 'kernel=0']), new RegExp(`^attend: ${press}: option kernel must be a whole number ≥ 1`));
     // A window longer than the prompt keeps its message.
-    assertOneLine(runCli([...args, '--press-opt', 'window=100']), /window 100 must be shorter than the context \(\d+ tokens seen\)/);
+    assertUserError(runCli([...args, '--press-opt', 'window=100']), /window 100 must be shorter than the context \(\d+ tokens seen\)/);
   });
 }
 
@@ -48,17 +41,17 @@ test('a bad sampling value from generation_config.json names the file and the fl
     const dir = join(tmp, `gen-${i}`);
     cpSync(fixture, dir, { recursive: true });
     writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 1, ...fields }));
-    assertOneLine(runCli(['generate', '--model', dir, ...prompt]), new RegExp(`^attend: ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/${pattern.source}`));
+    assertUserError(runCli(['generate', '--model', dir, ...prompt]), new RegExp(`^attend: ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/${pattern.source}`));
   }
   // The flag does override it.
   const dir = join(tmp, 'gen-0');
   assert.equal(runCli(['generate', '--model', dir, ...prompt, '--temperature', '0.5', '--seed', '1']).status, 0);
   // A flag's own bad value is named as before, without the file.
-  assertOneLine(runCli(['generate', '--model', fixture, ...prompt, '--top-p', '0']), /^attend: top-p must be in \(0, 1\], got 0$/);
+  assertUserError(runCli(['generate', '--model', fixture, ...prompt, '--top-p', '0']), /^attend: top-p must be in \(0, 1\], got 0$/);
 });
 
 test('--stop "" is refused', () => {
-  assertOneLine(runCli(['generate', '--model', fixture, ...prompt, '--stop', '']), /^attend: --stop: a stop string cannot be empty$/);
+  assertUserError(runCli(['generate', '--model', fixture, ...prompt, '--stop', '']), /^attend: --stop: a stop string cannot be empty$/);
 });
 
 test('--temperature 1e-38 behaves as greedy', () => {

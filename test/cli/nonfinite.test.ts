@@ -9,7 +9,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runCli } from '../helpers/cli.js';
+import { assertUserError, runCli } from '../helpers/cli.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'attend-nonfinite-'));
@@ -34,10 +34,7 @@ function badCheckpoint(kind: 'nan' | 'huge'): string {
 }
 
 function assertOneLine(r: { status: number | null; stderr: string }, pattern = /^attend: .*(not finite|non-finite|NaN)/i): void {
-  assert.equal(r.status, 1, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
+  assertUserError(r, pattern);
 }
 
 const notFinite = (where: string) => new RegExp(`^attend: ${where}.*: the logits are not finite \\((-?Infinity|NaN) at token id \\d+; \\d+ of 384 values non-finite\\)`);

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runCli } from '../helpers/cli.js';
+import { assertUserError, runCli } from '../helpers/cli.js';
 import { maxAbsDiff, PARITY_DIR, readF32 } from '../helpers/fixtures.js';
 
 const model = join(PARITY_DIR, 'llama-gqa-tied');
@@ -14,11 +14,7 @@ const context = ref.ids.slice(0, 30).join(',');
 const question = ref.ids.slice(30).join(',');
 
 function userError(args: string[], pattern: RegExp): void {
-  const r = runCli(args);
-  assert.notEqual(r.status, 0);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], pattern);
+  assertUserError(runCli(args), pattern);
 }
 
 test('logits --question-ids without a press equals one uncompressed pass over context + question', () => {

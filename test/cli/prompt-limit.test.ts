@@ -10,20 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { MAX_INPUT_BYTES, PROMPT_BYTES_PER_TOKEN, promptByteLimit, readInput } from '../../src/cli/options.js';
-import { runCli } from '../helpers/cli.js';
+import { assertUserError, runCli } from '../helpers/cli.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const fixture = join(PARITY_DIR, 'llama-gqa-tied'); // context 64: the limit is 64 × 64 = 4096 bytes
 const tmp = mkdtempSync(join(tmpdir(), 'attend-prompt-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
-
-function assertOneLine(r: { status: number | null; stderr: string }, pattern: RegExp): void {
-  assert.equal(r.status, 1, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
-}
 
 const limitError = (bytes: number, context: number) =>
   new RegExp(
@@ -39,37 +32,32 @@ test('a 20 MB prompt file for the bundled model is refused from its size, before
   const big = join(tmp, 'big.txt');
   writeFileSync(big, '');
   truncateSync(big, 20_000_000);
-  assertOneLine(runCli(['generate', '--prompt-file', big]), limitError(8192 * 64, 8192));
+  assertUserError(runCli(['generate', '--prompt-file', big]), limitError(8192 * 64, 8192));
 });
 
 test('one byte over the limit is refused; at the limit the text is tokenised (and the token check speaks)', () => {
   const over = join(tmp, 'over.txt');
   writeFileSync(over, 'a'.repeat(4097));
-  assertOneLine(runCli(['generate', '--model', fixture, '--prompt-file', over]), limitError(4096, 64));
+  assertUserError(runCli(['generate', '--model', fixture, '--prompt-file', over]), limitError(4096, 64));
   const at = join(tmp, 'at.txt');
   writeFileSync(at, 'a '.repeat(2048));
-  assertOneLine(runCli(['generate', '--model', fixture, '--prompt-file', at]), /^attend: the prompt has \d+ tokens, more than the model's context of 64$/);
+  assertUserError(runCli(['generate', '--model', fixture, '--prompt-file', at]), /^attend: the prompt has \d+ tokens, more than the model's context of 64$/);
 });
 
 test('/dev/zero and an endless standard input end with the limit error', { skip: process.platform !== 'linux' }, () => {
-  assertOneLine(runCli(['generate', '--model', fixture, '--prompt-file', '/dev/zero']), limitError(4096, 64));
+  assertUserError(runCli(['generate', '--model', fixture, '--prompt-file', '/dev/zero']), limitError(4096, 64));
   const r = spawnSync('sh', ['-c', `cat /dev/zero | "${process.execPath}" --import tsx src/cli/main.ts generate --model "${fixture}" --prompt-file -`], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 120_000, // hang guard only
   });
-  assertOneLine(r, /^attend: --prompt-file: standard input is longer than 4,096 bytes \(the model's context of 64 tokens/);
+  assertUserError(r, /^attend: --prompt-file: standard input is longer than 4,096 bytes \(the model's context of 64 tokens/);
 });
 
 test('a short prompt on standard input still works, and --prompt is bounded the same way', () => {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'generate', '--model', fixture, '--prompt-file', '-', '--max-tokens', '3'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    input: 'In the beginning',
-    timeout: 120_000,
-  });
+  const r = runCli(['generate', '--model', fixture, '--prompt-file', '-', '--max-tokens', '3'], { input: 'In the beginning' });
   assert.equal(r.status, 0, r.stderr);
-  assertOneLine(runCli(['generate', '--model', fixture, '--prompt', 'a'.repeat(4097)]), /^attend: --prompt is longer than 4,096 bytes \(the model's context of 64 tokens/);
+  assertUserError(runCli(['generate', '--model', fixture, '--prompt', 'a'.repeat(4097)]), /^attend: --prompt is longer than 4,096 bytes \(the model's context of 64 tokens/);
 });
 
 test('readInput: a directory is one line, other inputs are bounded by MAX_INPUT_BYTES', () => {

@@ -1,33 +1,19 @@
 /** `attend tokenize` and `attend logits --ids-file`: text to ids, and those ids into logits. */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runCli } from '../helpers/cli.js';
+import { assertUserError, runCli } from '../helpers/cli.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
 import { parseIdText } from '../../src/cli/options.js';
 import { TextTokenizer } from '../../src/io/tokenizer.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const model = join(PARITY_DIR, 'llama-gqa-tied');
 const tokenizer = TextTokenizer.load(model);
 const tmp = mkdtempSync(join(tmpdir(), 'attend-tokenize-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 const text = 'The quick brown fox\njumps over the lazy dog.';
-
-function runWithInput(args: string[], input: string) {
-  return spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), ...args], { cwd: ROOT, encoding: 'utf8', input, timeout: 120_000 });
-}
-
-function assertUserError(r: { status: number | null; stderr: string }, pattern: RegExp): void {
-  assert.equal(r.status, 1, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
-}
 
 test('tokenize prints the ids generate would use, comma-separated; --json; --tokens', () => {
   const want = tokenizer.encode(text);
@@ -59,8 +45,8 @@ test('tokenize reads a file, --file -, or standard input; --chat as generate --c
   const file = join(tmp, 'text.txt');
   writeFileSync(file, text);
   assert.equal(runCli(['tokenize', '--model', model, '--file', file]).stdout, want);
-  assert.equal(runWithInput(['tokenize', '--model', model, '--file', '-'], text).stdout, want);
-  assert.equal(runWithInput(['tokenize', '--model', model], text).stdout, want);
+  assert.equal(runCli(['tokenize', '--model', model, '--file', '-'], { input: text }).stdout, want);
+  assert.equal(runCli(['tokenize', '--model', model], { input: text }).stdout, want);
   const chat = runCli(['tokenize', '--model', model, '--text', text, '--chat', '--system', 'Be brief.']).stdout;
   const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }];
   assert.equal(chat, tokenizer.encodeChat(messages, { addGenerationPrompt: true }).join(',') + '\n');
@@ -88,7 +74,7 @@ test('logits --ids-file reads what tokenize writes (plain, JSON, JSON with token
     assert.ok(readFileSync(out).equals(want), `--ids-file with tokenize ${extra.join(' ')}`);
   }
   const out = join(tmp, 'stdin.f32');
-  const piped = runWithInput(['logits', '--model', model, '--ids-file', '-', '--out', out], ids + '\n');
+  const piped = runCli(['logits', '--model', model, '--ids-file', '-', '--out', out], { input: ids + '\n' });
   assert.equal(piped.status, 0, piped.stderr);
   assert.ok(readFileSync(out).equals(want));
   assert.match(piped.stderr, /KV cache [\d,]+ bytes allocated, [\d,]+ bytes in live entries/);
