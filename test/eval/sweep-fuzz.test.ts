@@ -19,6 +19,7 @@ import { countCells, expandSweep, MAX_SWEEP_CELLS, readSweepConfig, validateSwee
 import { readResultsFile, resultProblem } from '../../src/eval/results-file.js';
 import type { CellResult } from '../../src/eval/types.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
+import { Random } from '../../src/generate/random.js';
 
 const SEED = 15;
 const CONFIG_CASES = 1000;
@@ -32,16 +33,10 @@ const MODEL_CONTEXT = 256; // the fixture's
 const tmp = mkdtempSync(join(tmpdir(), 'attend-sweep-fuzz-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** mulberry32: a small seeded generator, so a failing case can be found again from SEED. */
+/** The project's seeded generator (src/generate/random.ts), so a failing case can be found again from SEED. */
 function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Random(seed);
+  return () => r.next();
 }
 const rand = random(SEED);
 const int = (n: number) => Math.floor(rand() * n);

@@ -20,6 +20,7 @@ import { AttendError } from '../../src/errors.js';
 import { SafetensorsArchive } from '../../src/io/safetensors.js';
 import { WeightReader } from '../../src/models/weights.js';
 import { narrow } from '../../src/tensor/dtype.js';
+import { Random } from '../../src/generate/random.js';
 
 const SEED = Number(process.env.ATTEND_FUZZ_SEED ?? 20261201);
 const CASES = Number(process.env.ATTEND_FUZZ_CASES ?? 3000);
@@ -27,16 +28,10 @@ const CASES = Number(process.env.ATTEND_FUZZ_CASES ?? 3000);
 const CHILD_TIMEOUT_MS = 120_000;
 const CASE_LIMIT_MS = 5_000;
 
-/** mulberry32: small, seeded, good enough to pick mutations. */
+/** The project's seeded generator (src/generate/random.ts), so a failing case can be found again from SEED. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Random(seed);
+  return () => r.next();
 }
 
 /** JSON text given literally (duplicate keys, 1.0, odd numbers) inside an otherwise serialized header. */
