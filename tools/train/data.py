@@ -58,19 +58,23 @@ MIXES = {
     "v2": dict(mix={**MIX, "passkey": 0.14, "niah_single": 0.22, "niah_multikey": 0.12, "vt": 0.10, "kv": 0.06},
                edge_depth=(0.15, 0.10), full_row=0.33),
 }
+
+
+def _with_wording(v2_share: float, para: dict) -> dict:
+    """A continuation mix: v2's tasks in v2's proportions scaled to v2_share, plus the wording.py tasks."""
+    v2 = MIXES["v2"]["mix"]
+    return dict(mix={**{k: v2_share * v / sum(v2.values()) for k, v in v2.items()}, **para},
+                edge_depth=(0.12, 0.08), full_row=0.33)
+
+
 # "v3" (issue 9) continues from v2's weights so that retrieval generalises beyond the fixed templates: 55% of
 # task samples come from wording.py (any wording, numeric and word values, with and without an answer cue,
 # chat and plain); the other 45% keep v2's tasks in v2's proportions, so that they are not forgotten.
-_V2 = MIXES["v2"]["mix"]
-_PARA = {"para_single": 0.28, "para_multikey": 0.17, "para_passkey": 0.10}
-MIXES["v3"] = dict(mix={**{k: 0.45 * v / sum(_V2.values()) for k, v in _V2.items()}, **_PARA},
-                   edge_depth=(0.12, 0.08), full_row=0.33)
+MIXES["v3"] = _with_wording(0.45, {"para_single": 0.28, "para_multikey": 0.17, "para_passkey": 0.10})
 # "v4" (a short second continuation after v3): the held-out evaluation showed unseen answer cues ("Reply:",
 # "Output:") and word or code values as the weak points, so the para_* share grows to 70% (the wording lists
 # gained generic "Label:" cues, wording.LABELS).
-MIXES["v4"] = dict(mix={**{k: 0.30 * v / sum(_V2.values()) for k, v in _V2.items()},
-                        "para_single": 0.38, "para_multikey": 0.20, "para_passkey": 0.12},
-                   edge_depth=(0.12, 0.08), full_row=0.33)
+MIXES["v4"] = _with_wording(0.30, {"para_single": 0.38, "para_multikey": 0.20, "para_passkey": 0.12})
 EDGE_DEPTH_TASKS = ("passkey", "niah_single", "niah_multikey", "para_single", "para_multikey", "para_passkey")
 
 

@@ -29,7 +29,6 @@ repeated noise). Standard library only.
 from __future__ import annotations
 
 import random
-import re
 
 import tasks
 from tasks import Corpus, Sample, insert_at, noise_units
@@ -128,8 +127,7 @@ KEY_STYLES = {
         "project": lambda r, s: f"the {pseudo_word(r, s)} project",
         "company": lambda r, s: f"{pseudo_word(r, s)} Ltd",
         "place": lambda r, s: f"the town of {pseudo_word(r, s)}",
-        "thing": lambda r, s: f"the {tasks.WORDS[s]['adj'][r.randrange(len(tasks.WORDS[s]['adj']))]} "
-                              f"{tasks.WORDS[s]['noun'][r.randrange(len(tasks.WORDS[s]['noun']))]}",
+        "thing": lambda r, s: f"the {r.choice(tasks.WORDS[s]['adj'])} {r.choice(tasks.WORDS[s]['noun'])}",
     },
     "heldout": {
         "person": lambda r, s: r.choice(NAMES[s]),
@@ -355,11 +353,3 @@ UNSEEN_SOURCES = ("handbook", "kernel")
 def unseen_corpus(path: str) -> Corpus:
     """The haystack corpus of the held-out-wording evaluation (data/heldout/unseen.jsonl.gz)."""
     return Corpus(Corpus.load_jsonl_xz(path), UNSEEN_SOURCES)
-
-
-_WS = re.compile(r"\s+")
-
-
-def describe(sample: Sample) -> str:
-    """One line for logs: the question and the end of the prompt."""
-    return _WS.sub(" ", sample.prompt[-160:])
