@@ -57,6 +57,18 @@ ATTRS = {
         ("license key", "code", None), ("product code", "code", None), ("voucher", "code", None),
         ("booking reference", "code", None), ("call sign", "code", None), ("plate number", "code", None),
         ("identifier", "uuid", None), ("token", "uuid", None), ("UUID", "uuid", None),
+        # stage 5: values from the training corpus's own words (POOL), so that copying a word does not rest on
+        # a few hundred familiar values; American spellings; more code-valued attributes
+        ("chosen word", "word", "pool"), ("mystery word", "word", "pool"), ("hidden word", "word", "pool"),
+        ("favourite word", "word", "pool"), ("favorite word", "word", "pool"), ("special word", "word", "pool"),
+        ("secret term", "word", "pool"), ("code name", "word", "pool"), ("watchword", "word", "pool"),
+        ("passphrase", "word", "pool"), ("favorite thing", "word", "pool"), ("answer word", "word", "pool"),
+        ("key word", "word", "pool"), ("signal", "word", "pool"), ("motto", "word", "pool"),
+        ("favorite animal", "word", "animal"), ("favorite fruit", "word", "fruit"), ("favorite city", "word", "city"),
+        ("favorite flower", "word", "flower"), ("favorite drink", "word", "drink"), ("favorite sport", "word", "sport"),
+        ("promo code", "code", None), ("gift code", "code", None), ("reservation code", "code", None),
+        ("access token", "code", None), ("discount code", "code", None), ("serial code", "code", None),
+        ("flight code", "code", None), ("batch code", "code", None),
     ],
     "heldout": [
         ("special magic number", "number", None), ("pass key", "number", None), ("access code", "number", None),
@@ -102,6 +114,24 @@ WORDS = {
            "paddle quiver raven sapphire tornado umber vortex walnut yonder basil cinder",
 }
 WORDS = {k: v.split() for k, v in WORDS.items()}
+# Categories that only held-out attributes use: their words are never a training value.
+HELDOUT_CATEGORIES = ("colour", "food")
+
+# Word values of the "pool" category, and (for 40% of the other word-valued training attributes) any word value:
+# lower-case words of the training corpus (set_train_words). Empty until set: the generators then fall back to
+# the "any" list, so that evaluation and the unit tests need no corpus.
+POOL: list[str] = []
+
+
+def set_train_words(corpus: Corpus, min_count: int = 3) -> int:
+    """Fill POOL from the training documents: alphabetic lower-case words of 4-12 letters seen at least
+    min_count times, minus the held-out categories' words. Deterministic (sorted). Returns the pool size."""
+    import collections
+    import re
+    counts = collections.Counter(w for d in corpus.docs for w in re.findall(r"\b[a-z]{4,12}\b", d["text"]))
+    banned = {w.lower() for c in HELDOUT_CATEGORIES for w in WORDS[c]}
+    POOL[:] = sorted(w for w, n in counts.items() if n >= min_count and w not in banned)
+    return len(POOL)
 
 # People and made-up entities for keys. Every 4th name is held out (as tasks.py does with key words).
 _NAMES = ("Alice Bruno Carmen Dmitri Elena Farid Greta Hiro Ines Jonas Keiko Luca Marta Nikhil Olga Pavel "
@@ -177,9 +207,20 @@ LABELS = {
               "question", "Retrieved value", "Found", "Response from the assistant", "Answer (value only)"],
     "heldout": [],
 }
+_LABEL_NOUNS = ("Answer Response Result Value Solution Completion Prediction Return Finding Conclusion Verdict "
+                "Retrieval Lookup Recall Match Extract Extraction Note Entry Statement Report Info Data Fact "
+                "Text Guess Pick Choice Selection Outcome Target Recovered Detected Located Identified").split()
+_LABEL_PREFIXES = ("", "Final ", "The ", "My ", "Model ", "Assistant ", "Bot ", "System ", "Correct ", "Exact ",
+                   "Short ", "Your ", "Expected ", "Best ", "Retrieved ", "Requested ")
+_HELDOUT_CUE_WORDS = ("reply", "output", "your answer")
+LABELS["train"] += [p + (n if not p else n.lower()) for p in _LABEL_PREFIXES for n in _LABEL_NOUNS
+                    if not any(w in (p + n).lower() for w in _HELDOUT_CUE_WORDS)]
 CUES = {
     "train": ["Answer:", "A:", "The answer is", "{RC} is", "", "", "Response:", "Answer: {RC} is",
-              "Answer with the value only.\nAnswer:", "{L}:", "{L}:", "{L}:", "{L} -", "{RC}:", "It is"],
+              "Answer with the value only.\nAnswer:", "{L}:", "{L}:", "{L}:", "{L} -", "{RC}:", "It is",
+              # stage 5: more labels and echo forms
+              "{L}:", "{L}:", "{L}:", "{L}:", "{L} =", "[{L}]", "{RC} stated in the text is", "{RC} given above is",
+              "{RC} in the document is", "{RC} from the passage is", "{RC} written in the text is", "So {R} is"],
     "heldout": ["Reply:", "Output:", "{RC} mentioned in the provided text is", "Your answer:", ""],
 }
 
@@ -230,7 +271,9 @@ def make_value(rng: random.Random, kind: str, category: str | None, split: str) 
     if kind == "number":
         return tasks.number(rng, 7 if split == "heldout" and rng.random() < 0.6 else rng.randint(3, 9))
     if kind == "word":
-        return rng.choice(WORDS[category])
+        if split == "train" and POOL and (category == "pool" or rng.random() < 0.4):
+            return rng.choice(POOL)
+        return rng.choice(WORDS["any" if category == "pool" else category])
     if kind == "code":
         return code_value(rng)
     return tasks.uuid(rng)
@@ -305,7 +348,7 @@ def gen_para(rng: random.Random, split: str, corpus: Corpus | None, nchars: int,
         units = corpus.haystack(rng, nchars)
     body = "".join(insert_at(units, needles)).rstrip()
     question = _question(rng, split, ref)
-    cue = rng.choice(CUES[split]).replace("{RC}", cap(ref))
+    cue = rng.choice(CUES[split]).replace("{RC}", cap(ref)).replace("{R}", ref)
     if "{L}" in cue:
         cue = cue.replace("{L}", rng.choice(LABELS[split]))
     intro = rng.choice(INTROS[split]).format(a=attr, A=plural(attr), an=article(attr)) if rng.random() < 0.7 else ""
@@ -325,7 +368,8 @@ def gen_para(rng: random.Random, split: str, corpus: Corpus | None, nchars: int,
         prompt = f"<|user|>\n{user}\n<|assistant|>\n" + (cue if cue else "")
     answer = value if prompt.endswith("\n") else " " + value
     return Sample(task, prompt, answer, [value],
-                  dict(depth=depth, key=key, attr=attr, kind=kind, chat=chat, cue=cue, formatted=True))
+                  dict(depth=depth, key=key, attr=attr, kind=kind, chat=chat, cue=cue, formatted=True,
+                       noise=noise or corpus is None))
 
 
 def _gen(task, **fixed):
