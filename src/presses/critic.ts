@@ -36,9 +36,10 @@
  *   Eq. 26 only matters for compression triggered by length alone; here the runner triggers it.
  *
  * Framework hook: the entropy term needs each query row's entropy, which the session's recorder does not keep;
- * `observer(cache, next)` records it and forwards to `next`. Until CompressionSession chains a press's own
- * observer, pass `press.observer(cache, session.observer)`; without it the entropy term is 0 everywhere and
- * ranks nothing.
+ * `observer(cache, next)` records it and forwards to `next`. CompressionSession chains it: its `observer` is
+ * `press.observer(cache, recorder)`, so pass `session.observer` alone (wrapping it in `press.observer` again
+ * would add every entropy twice). Without it (e.g. a shared prefill, which the session refuses for this press)
+ * the entropy term is 0 everywhere and ranks nothing.
  */
 import type { AttentionBlock, AttentionObserver } from '../backend/backend.js';
 import type { HeadStore } from '../cache/head-store.js';

@@ -36,8 +36,8 @@
  *
  * Framework hook: per-step attention goes through `observer(cache, next)`, an observer that forwards to `next`
  * (the session's recorder) and keeps the statistics in head stats that move with `keep`. CompressionSession
- * does not yet chain a press's own observer; until it does, pass `press.observer(cache, session.observer)` to
- * prefill and forward yourself.
+ * chains it (its `observer` is `press.observer(cache, recorder)`), so pass `session.observer` alone to prefill
+ * and forward; wrapping it in `press.observer` again would record every block twice.
  */
 import type { AttentionBlock, AttentionObserver } from '../backend/backend.js';
 import type { HeadStore } from '../cache/head-store.js';

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { AttentionObserver } from '../../src/backend/backend.js';
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { KVCache } from '../../src/cache/kv-cache.js';
 import type { ModelConfig } from '../../src/models/config.js';
@@ -12,6 +13,7 @@ import { CRITIC_ENTROPY, CriticPress } from '../../src/presses/critic.js';
 import { ATTENTION_SUM } from '../../src/presses/observe.js';
 import { topK, type LayerView, type QueryWindow } from '../../src/presses/press.js';
 import { CompressionSession } from '../../src/presses/runner.js';
+import { argmax } from '../helpers/argmax.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
 
 function view(config: ModelConfig, cache: KVCache, keep: number, queries?: QueryWindow): LayerView {
@@ -143,7 +145,25 @@ test('fixture model: compressed after the prompt and at every generated token, p
   const plan = { press, budget: { ratio: 0.5 }, during: 'prefill' as const, decode: { every: 1 } };
   const cache = newCache(lm.config);
   const session = new CompressionSession(plan, lm.model, cache);
-  const observer = press.observer(cache, session.observer);
+  // The session's observer already chains the press's own (runner.ts); this one only watches the same blocks to
+  // compute each query row's entropy independently, once per query token.
+  const ownRow = new Map<string, number>();
+  const observer: AttentionObserver = {
+    queries: (layer, q, positions) => session.observer.queries?.(layer, q, positions),
+    observe: (block) => {
+      session.observer.observe?.(block);
+      const { probs, cols, groupSize, queryPositions } = block;
+      for (let t = 0; t < queryPositions.length; t++) {
+        let h = 0;
+        for (let j = 0; j < groupSize * cols; j++) {
+          const p = probs[(t * groupSize) * cols + j];
+          if (p > 0) h -= p * Math.log(p + 1e-10);
+        }
+        const key = `${block.layer}/${block.kvHead}/${queryPositions[t]}`;
+        ownRow.set(key, (ownRow.get(key) ?? 0) + h);
+      }
+    },
+  };
   let logits = prefill(lm.model, cache, ids, { chunkSize: 5, observer, afterChunk: (_, end) => session.afterChunk(end, ids.length) });
   const full = newCache(lm.config);
   prefill(lm.model, full, ids, { chunkSize: 5 });
@@ -169,12 +189,16 @@ test('fixture model: compressed after the prompt and at every generated token, p
   assert.equal(session.stats.compressions, 21);
   assert.equal(cache.nextPosition, ids.length + 20);
   assert.ok(logits.every(Number.isFinite), 'generation continues');
-  // Entropies were recorded for the entries kept.
+  // Entropies were recorded for the entries kept, each once: the entropy of its own token's row, as computed above.
   assert.ok(cache.layers.every((l) => l.heads.every((h) => h.stat(CRITIC_ENTROPY).some((x) => x > 0))));
+  cache.layers.forEach((l, layer) =>
+    l.heads.forEach((head, g) => {
+      const entropy = head.stat(CRITIC_ENTROPY);
+      head.positions.forEach((p, i) => {
+        const want = ownRow.get(`${layer}/${g}/${p}`);
+        assert.ok(want !== undefined, `layer ${layer} head ${g}: no query row at position ${p}`);
+        assert.ok(Math.abs(entropy[i] - want) <= 1e-5 * Math.max(1, want), `layer ${layer} head ${g} position ${p}: ${entropy[i]}, once is ${want}`);
+      });
+    }),
+  );
 });
-
-function argmax(x: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
-}

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { AttentionObserver } from '../../src/backend/backend.js';
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { KVCache, type LayerCache } from '../../src/cache/kv-cache.js';
 import type { ModelConfig } from '../../src/models/config.js';
@@ -11,6 +12,7 @@ import { prefill } from '../../src/generate/prefill.js';
 import { CompressionSession } from '../../src/presses/runner.js';
 import { LAZY_LAST, LAZY_MRI, LAZY_SEEN, LazyEvictionPress, lazyImportance } from '../../src/presses/lazy-eviction.js';
 import { topK, type LayerView } from '../../src/presses/press.js';
+import { argmax } from '../helpers/argmax.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
 
 // One layer, one KV head shared by two query heads, head size 2.
@@ -119,12 +121,31 @@ test('the official step order: evict every `window` decoding steps, back to the 
   const plan = { press, budget: { tokens: ids.length }, decode: { every: window } };
   const cache = newCache(lm.config);
   const session = new CompressionSession(plan, lm.model, cache);
-  const observer = press.observer(cache, session.observer);
+  // The session's observer already chains the press's own (runner.ts). Recording a block twice would leave the
+  // recurrence statistics as they are (a second renewal at the same time changes nothing), so count instead: each
+  // block of a decoding step is recorded exactly once.
+  let records = 0;
+  const record = press.record.bind(press);
+  press.record = (block, c) => {
+    records++;
+    record(block, c);
+  };
+  let decodeBlocks = 0;
+  let decoding = false;
+  const observer: AttentionObserver = {
+    queries: (layer, q, positions) => session.observer.queries?.(layer, q, positions),
+    observe: (block) => {
+      if (decoding) decodeBlocks++;
+      session.observer.observe?.(block);
+    },
+  };
   let logits = prefill(lm.model, cache, ids, { chunkSize: 5, observer, afterChunk: (_, end) => session.afterChunk(end, ids.length) });
   assert.equal(session.stats.compressions, 0);
   const full = newCache(lm.config);
   prefill(lm.model, full, ids, { chunkSize: 5 });
+  assert.equal(records, 0, 'prefill passes are not tracked');
   const tokens: number[] = [];
+  decoding = true;
   for (let s = 1; s <= 30; s++) {
     const token = argmax(logits);
     tokens.push(token);
@@ -150,15 +171,11 @@ test('the official step order: evict every `window` decoding steps, back to the 
     if (s >= window) assert.ok(cache.entries() < full.entries());
   }
   assert.equal(session.stats.compressions, 7);
+  assert.ok(decodeBlocks >= 30 * lm.config.numLayers * lm.config.numKvHeads, `${decodeBlocks} blocks`);
+  assert.equal(records, decodeBlocks, 'every decoding block recorded once');
   assert.equal(cache.nextPosition, ids.length + 30);
   assert.ok(tokens.every((t) => Number.isInteger(t) && t >= 0 && t < lm.config.vocabSize));
   assert.ok(logits.every(Number.isFinite), 'generation continues');
   // Recurrence was tracked in every head.
   assert.ok(cache.layers.every((l) => l.heads.every((h) => h.stat(LAZY_SEEN).every((x) => x === 1))));
 });
-
-function argmax(x: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
-}
