@@ -6,10 +6,12 @@
  * Inside `scope`, that allocation may recycle memory: a tensor made there is only valid until the scope ends,
  * unless the scope returns it.
  */
+import type { AttentionKernelSpec } from '../attention/kernels/index.js';
+import type { Visibility } from '../attention/visibility.js';
 import type { LayerCache } from '../cache/kv-cache.js';
 import type { Tensor } from '../tensor/tensor.js';
 
-/** A view of attention probabilities that a press may need (see attention/observer.ts). */
+/** A view of attention probabilities that a press may need (recorded by presses/observe.ts). */
 export interface AttentionBlock {
   layer: number;
   kvHead: number;
@@ -17,7 +19,10 @@ export interface AttentionBlock {
   groupSize: number;
   /** Original positions of the query tokens in this block. */
   queryPositions: Int32Array;
-  /** [queryPositions.length × groupSize rows] × `cols` probabilities over entries [0, cols) of the head. */
+  /**
+   * [queryPositions.length × groupSize rows] × `cols` probabilities over entries [0, cols) of the head (by the head's
+   * entry index; with an entry list, the entries not listed are 0).
+   */
   probs: Float32Array;
   cols: number;
 }
@@ -30,11 +35,16 @@ export interface AttentionObserver {
   observe?(block: AttentionBlock): void;
 }
 
-export interface AttentionOptions {
+/**
+ * One attention call: which entries each query row reads (Visibility: causal by original position, a sliding
+ * window, per-head entry lists, a tree mask; attention/visibility.ts states the rule) and the kernel that weighs them
+ * (attention/kernels/; softmax when absent).
+ */
+export interface AttentionOptions extends Visibility {
   layer: number;
   scale: number;
-  /** Sliding window in tokens (a query sees keys with position > its own − window), or null. */
-  window: number | null;
+  kernel?: AttentionKernelSpec;
+  /** Reads probabilities block by block: only with a kernel that has them (kernel.probabilities). */
   observer?: AttentionObserver;
 }
 
@@ -66,6 +76,10 @@ export interface Backend {
   gelu(x: Tensor, kind: 'gelu_new' | 'gelu'): void;
   /** In place: a += b. */
   add(a: Tensor, b: Tensor): void;
+  /** In place: columns [start, end) of every row of a 2-D tensor set to `value` (head ablation). */
+  fillColumns(x: Tensor, start: number, end: number, value: number): void;
+  /** In place: dst's elements replaced by src's (same size). */
+  copy(dst: Tensor, src: Tensor): void;
   /** Splits [rows × Σwidths] into column blocks of the given widths. */
   splitColumns(x: Tensor, widths: number[]): Tensor[];
   /** Stacks 2-D tensors of equal width. */
@@ -75,8 +89,9 @@ export interface Backend {
   /** Appends the rows' keys and values ([rows × kvHeads·headDim]) to the layer's heads at `positions`. */
   appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void;
   /**
-   * Grouped-query attention of q ([rows × heads·headDim], rows at `positions`) over everything the layer's
-   * heads hold, with the causal rule "a query sees entries whose original position is ≤ its own".
+   * Grouped-query attention of q ([rows × heads·headDim], rows at `positions`) over the layer's heads: each row reads
+   * the entries `opts` makes visible to it (by default, those whose original position is ≤ its own) and weighs them
+   * with `opts.kernel`. attention/reference.ts is the same computation in plain loops, the oracle of every backend.
    */
   attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor;
 }

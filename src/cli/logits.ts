@@ -11,13 +11,13 @@ import { checkFiniteLogits } from '../generate/finite.js';
 import { allLogits } from '../generate/logits.js';
 import { prefill } from '../generate/prefill.js';
 import { writeFileAtomic } from '../io/files.js';
-import { loadModel } from '../models/load.js';
 import { contextLength, newCache } from '../models/model.js';
 import { CompressionSession } from '../presses/runner.js';
 import { defaultModel, parseCount, parseIds, parseIdText, readInput } from './options.js';
+import { addModelFlags, loadWithFlags, type ModelFlags } from './model-flags.js';
 import { addPressFlags, kvDtypeFrom, planFrom, type PressFlags } from './press-flags.js';
 
-interface Flags extends PressFlags {
+interface Flags extends PressFlags, ModelFlags {
   model?: string;
   ids?: number[];
   idsFile?: string;
@@ -36,12 +36,12 @@ export function registerLogits(program: Command): void {
     .option('--question-ids <list>', 'ids run after the (compressed) context; one row per question token', parseIds('--question-ids'))
     .requiredOption('--out <file>', 'output file')
     .option('--prefill-chunk <n>', 'tokens per forward step', parseCount('--prefill-chunk'));
-  addPressFlags(command).action((flags: Flags) => {
+  addPressFlags(addModelFlags(command)).action((flags: Flags) => {
     check((flags.ids === undefined) !== (flags.idsFile === undefined), 'give exactly one of --ids or --ids-file');
     const ids = flags.ids ?? parseIdText(readInput(flags.idsFile!, '--ids-file'), `--ids-file ${flags.idsFile}`);
     const plan = planFrom(flags);
     check(!plan || flags.questionIds, '--press needs --question-ids: the context is compressed, then the question runs on it');
-    const lm = loadModel(flags.model ?? defaultModel());
+    const lm = loadWithFlags(flags.model ?? defaultModel(), flags);
     const { vocabSize } = lm.config;
     const all = [...ids, ...(flags.questionIds ?? [])];
     for (const id of all) check(id < vocabSize, `--ids: token id ${id} is outside the vocabulary (0…${vocabSize - 1})`);

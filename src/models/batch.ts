@@ -2,6 +2,7 @@
  * Batching for the model families: the rows of several sequences go through the dense layers together (one
  * matrix product for the whole batch), and attention runs per sequence over that sequence's own cache.
  */
+import type { AttentionKernelSpec } from '../attention/kernels/index.js';
 import type { AttentionObserver, Backend } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -48,7 +49,7 @@ export class BatchLayout {
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    opts: { scale: number; window: number | null },
+    opts: { scale: number; window: number | null; kernel?: AttentionKernelSpec },
   ): Tensor {
     const parts = this.steps.map((s, i) => {
       const one = this.steps.length === 1;

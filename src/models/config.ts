@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AttendError, check } from '../errors.js';
+import type { AttentionKernelSpec } from '../attention/kernels/index.js';
 import type { DType } from '../tensor/dtype.js';
 
 export type Family = 'llama' | 'gpt2';
@@ -48,6 +49,8 @@ export interface ModelConfig {
   /** Per layer: a sliding attention window in tokens, or null for full attention. */
   slidingWindows: (number | null)[];
   dtype: DType;
+  /** The attention kernel the model runs: softmax unless another is chosen when loading (LoadOptions.attention). */
+  attentionKernel?: AttentionKernelSpec;
   bosTokenId?: number;
   eosTokenIds: number[];
 }

@@ -71,6 +71,10 @@ export class Gpt2Model implements CausalLM {
     const b = this.backend;
     const n = c.hiddenSize;
     const batch = new BatchLayout(steps);
+    const hooks = opts.hooks;
+    const replace = (x: Tensor, by: Tensor | void) => {
+      if (by && by !== x) b.copy(x, by);
+    };
     // Activations live in backend scopes: each layer's are recycled by the next, only the logits outlive the forward.
     const logits = b.scope(() => {
       let x = b.embedding(this.wte, batch.ids);
@@ -79,15 +83,19 @@ export class Gpt2Model implements CausalLM {
         b.scope(() => {
           const h = b.layerNorm(x, layer.ln1[0], layer.ln1[1], c.normEps);
           const [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [n, n, n]);
-          const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: null });
+          const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: null, kernel: c.attentionKernel });
+          if (hooks?.headOutputs) replace(attended, hooks.headOutputs(i, attended));
           b.add(x, b.linear(attended, layer.proj, layer.projBias));
           const m = b.linear(b.layerNorm(x, layer.ln2[0], layer.ln2[1], c.normEps), layer.fc, layer.fcBias);
           b.gelu(m, c.activation === 'gelu' ? 'gelu' : 'gelu_new');
           b.add(x, b.linear(m, layer.fcProj, layer.fcProjBias));
+          if (hooks?.residual) replace(x, hooks.residual(i, x));
         }),
       );
       if (opts.lastOnly) x = batch.lastRows(b, x);
-      return batch.split(b, b.linear(b.layerNorm(x, this.lnF[0], this.lnF[1], c.normEps), this.lmHead), Boolean(opts.lastOnly));
+      const h = b.layerNorm(x, this.lnF[0], this.lnF[1], c.normEps);
+      if (hooks?.final) replace(h, hooks.final(h));
+      return batch.split(b, b.linear(h, this.lmHead), Boolean(opts.lastOnly));
     });
     batch.advance();
     return logits;

@@ -79,6 +79,10 @@ export class LlamaModel implements CausalLM {
     const tables = this.ropeTables(batch);
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
+    const hooks = opts.hooks;
+    const replace = (x: Tensor, by: Tensor | void) => {
+      if (by && by !== x) b.copy(x, by);
+    };
     // Activations live in backend scopes: each layer's are recycled by the next, only the logits outlive the forward.
     const logits = b.scope(() => {
       const x = b.embedding(this.embed, batch.ids);
@@ -94,13 +98,25 @@ export class LlamaModel implements CausalLM {
           }
           b.rope(q, c.numHeads, c.headDim, tables);
           b.rope(k, c.numKvHeads, c.headDim, tables);
-          const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: c.slidingWindows[i] });
+          const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: c.slidingWindows[i], kernel: c.attentionKernel });
+          if (hooks?.headOutputs) replace(attended, hooks.headOutputs(i, attended));
           const m = b.addRmsNorm(x, b.linear(attended, layer.o, layer.oBias), layer.postNorm, c.normEps);
           const down = b.linear(b.swiglu(b.linear(m, layer.gateUp), c.intermediateSize), layer.down);
-          b.addRmsNorm(x, down, this.layers[i + 1]?.inputNorm ?? this.norm, c.normEps, h);
+          const nextNorm = this.layers[i + 1]?.inputNorm ?? this.norm;
+          if (!hooks?.residual) b.addRmsNorm(x, down, nextNorm, c.normEps, h);
+          else {
+            // Unfused so that the hook sees the residual stream between the add and the next norm (same numbers:
+            // adding zero leaves x exact).
+            b.add(x, down);
+            replace(x, hooks.residual(i, x));
+            b.fillColumns(down, 0, down.cols, 0);
+            b.addRmsNorm(x, down, nextNorm, c.normEps, h);
+          }
         }),
       );
-      return batch.split(b, b.linear(opts.lastOnly ? batch.lastRows(b, h) : h, this.lmHead), Boolean(opts.lastOnly));
+      const last = opts.lastOnly ? batch.lastRows(b, h) : h;
+      if (hooks?.final) replace(last, hooks.final(last));
+      return batch.split(b, b.linear(last, this.lmHead), Boolean(opts.lastOnly));
     });
     batch.advance();
     return logits;

@@ -5,9 +5,9 @@ import { cpuBackend } from '../backend/cpu/index.js';
 import { type GenerationDefaults, readGenerationConfig } from '../io/generation-config.js';
 import { SafetensorsArchive } from '../io/safetensors.js';
 import { TextTokenizer } from '../io/tokenizer.js';
+import { type AttentionKernelSpec, parseKernel } from '../attention/kernels/index.js';
 import { type ModelConfig, readModelConfig } from './config.js';
-import { Gpt2Model } from './gpt2.js';
-import { LlamaModel } from './llama.js';
+import { FAMILIES } from './families.js';
 import type { CausalLM } from './model.js';
 import { WeightReader } from './weights.js';
 
@@ -23,6 +23,8 @@ export interface LoadedModel {
 
 export interface LoadOptions {
   backend?: Backend;
+  /** The attention kernel to run instead of softmax: "sigmoid", "sigmoid:bias=-8", or a spec (attention/kernels/). */
+  attention?: string | AttentionKernelSpec;
 }
 
 export interface ModelSummary {
@@ -48,8 +50,7 @@ export function inspectModel(dir: string): ModelSummary {
   const archive = SafetensorsArchive.open(dir);
   try {
     const weights = new WeightReader(archive, join(dir, 'model.safetensors'), { shapesOnly: true });
-    if (config.family === 'gpt2') new Gpt2Model(config, weights, cpuBackend);
-    else new LlamaModel(config, weights, cpuBackend);
+    FAMILIES[config.family](config, weights, cpuBackend);
     return { dir, config, parameterCount: countParameters(archive) };
   } finally {
     archive.close();
@@ -58,12 +59,15 @@ export function inspectModel(dir: string): ModelSummary {
 
 export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
   const config = readModelConfig(dir);
+  if (opts.attention !== undefined) {
+    config.attentionKernel = typeof opts.attention === 'string' ? parseKernel(opts.attention, config) : opts.attention;
+  }
   const archive = SafetensorsArchive.open(dir);
   try {
     const source = join(dir, archive.names().length ? 'model.safetensors' : '');
     const weights = new WeightReader(archive, source);
     const backend = opts.backend ?? cpuBackend;
-    const model = config.family === 'gpt2' ? new Gpt2Model(config, weights, backend) : new LlamaModel(config, weights, backend);
+    const model = FAMILIES[config.family](config, weights, backend);
     const parameterCount = countParameters(archive);
     const tokenizer = TextTokenizer.load(dir);
     return { dir, config, model, tokenizer, generation: readGenerationConfig(dir), parameterCount };

@@ -8,6 +8,7 @@
  */
 import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
+import { kernelOf } from '../attention/kernels/index.js';
 import { check } from '../errors.js';
 import type { CausalLM } from '../models/model.js';
 import { type Budget, entriesToKeep, validateBudget } from './budget.js';
@@ -45,6 +46,10 @@ export class CompressionSession {
   ) {
     validateBudget(plan.budget);
     const c = model.config;
+    const kernel = kernelOf(c.attentionKernel);
+    const readsAttention = plan.press.needs.attention || (plan.press.needs.queryWindow ?? 0) > 0 || plan.press.observer !== undefined;
+    check(kernel.probabilities || !readsAttention,
+      `${plan.press.name} scores entries by attention probabilities, and the ${kernel.spec.name} attention kernel has none`);
     this.recorder = new PressRecorder(cache, plan.press.needs, c.numHeads * c.headDim, recorded);
     this.observer = plan.press.observer?.(cache, this.recorder) ?? this.recorder;
   }

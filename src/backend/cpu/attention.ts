@@ -10,6 +10,12 @@
  * columns. Blocks early in the sequence are kept short, so the causal triangle that the matmuls compute and then
  * mask stays a small part of each block. Scratch memory (scores included) is reused across blocks, heads and calls;
  * only an observer's probabilities are freshly allocated, one n×cols array per block as before.
+ *
+ * Visibility and kernels (attention/visibility.ts, attention/kernels/; attention/reference.ts is this computation in
+ * plain loops): a head with an entry list reads only the listed entries, gathered into scratch first (so the products
+ * stay dense); a tree mask sets the scores of a row's non-ancestor tree rows to a large negative number before the
+ * softmax (exactly 0 after it) or to 0 after the sigmoid; the sigmoid kernel replaces the softmax with σ(s + b) over
+ * each row's range and refuses observers, having no probabilities.
  */
 import type { AttentionOptions } from '../backend.js';
 import type { LayerCache } from '../../cache/kv-cache.js';
@@ -17,6 +23,8 @@ import { matmulNN, matmulTransB, onCallingThread } from './matmul.js';
 import { acquireWorkspace, releaseWorkspace } from './attention/softmax.js';
 import { widenHalf } from './convert/half.js';
 import type { DType } from '../../tensor/dtype.js';
+import { SOFTMAX } from '../../attention/kernels/index.js';
+import { checkTree, isAncestor } from '../../attention/visibility.js';
 
 /** Scores held at once per block, in floats (4 MiB). */
 const BLOCK_SCORES = 1 << 20;
@@ -53,6 +61,14 @@ class IntScratch {
   }
 }
 
+class U16Scratch {
+  private data = new Uint16Array(0);
+  get(n: number): Uint16Array {
+    if (this.data.length < n) this.data = new Uint16Array(Math.max(n, Math.ceil(this.data.length * 1.25)));
+    return this.data.subarray(0, n);
+  }
+}
+
 interface Buffers {
   q: Scratch;
   o: Scratch;
@@ -60,6 +76,20 @@ interface Buffers {
   v: Scratch;
   lo: IntScratch;
   hi: IntScratch;
+  /** Gathered entry positions, keys and values of a head read through an entry list; each row's own column (trees). */
+  pos: IntScratch;
+  gk: Scratch;
+  gv: Scratch;
+  gk16: U16Scratch;
+  gv16: U16Scratch;
+  tree: IntScratch;
+}
+
+function newBuffers(): Buffers {
+  return {
+    q: new Scratch(), o: new Scratch(), k: new Scratch(), v: new Scratch(), lo: new IntScratch(), hi: new IntScratch(),
+    pos: new IntScratch(), gk: new Scratch(), gv: new Scratch(), gk16: new U16Scratch(), gv16: new U16Scratch(), tree: new IntScratch(),
+  };
 }
 
 const free: Buffers[] = [];
@@ -81,7 +111,7 @@ export function attention(
 ): void {
   if (rows === 0) return;
   // Re-entry (an observer calling attention) gets its own buffers.
-  const buf = free.pop() ?? { q: new Scratch(), o: new Scratch(), k: new Scratch(), v: new Scratch(), lo: new IntScratch(), hi: new IntScratch() };
+  const buf = free.pop() ?? newBuffers();
   const ws = acquireWorkspace();
   try {
     const go = () => run(q, rows, numHeads, layer, positions, opts, out, buf, ws);
@@ -94,6 +124,9 @@ export function attention(
     releaseWorkspace(ws);
   }
 }
+
+/** Masked score inside a row's range (tree attention): exp flushes it to exactly 0, and it stays finite for TwoSum. */
+const MASKED = -1e30;
 
 function run(
   q: Float32Array,
@@ -114,22 +147,36 @@ function run(
   const scale = opts.scale;
   const window = opts.window;
   const observer = opts.observer;
+  const kernel = opts.kernel ?? SOFTMAX;
   const observe = observer?.observe !== undefined;
+  if (observe && kernel.name !== 'softmax') {
+    throw new Error(`the ${kernel.name} attention kernel has no probabilities for an observer to read`);
+  }
+  if (opts.tree) checkTree(opts.tree, rows);
   const los = buf.lo.get(rows);
   const his = buf.hi.get(rows);
   for (let g = 0; g < numKvHeads; g++) {
     const head = layer.heads[g];
-    // Entries [lo, hi) of the head that each query token sees (positions need not be sorted).
+    const list = opts.entries?.[g] ?? null;
+    // The entries this head reads: a prefix of the head (a view), or the listed ones gathered (a selector's).
+    const entryPositions = list ? gatherPositions(head.positions, list, buf.pos) : head.positions;
+    // Entries [lo, hi) of that sequence that each query token sees (positions need not be sorted).
     let maxVisible = 0;
     for (let t = 0; t < rows; t++) {
-      const hi = head.visibleUpTo(positions[t]);
+      const hi = upTo(entryPositions, positions[t]);
       his[t] = hi;
-      los[t] = window === null ? 0 : Math.min(hi, head.visibleUpTo(positions[t] - window));
+      los[t] = window === null ? 0 : Math.min(hi, upTo(entryPositions, positions[t] - window));
       if (hi > maxVisible) maxVisible = hi;
     }
     // Widened once per head and call, with SIMD (a view, no copy, for f32 storage).
-    const keys = asF32(head.dtype, head.storedKeys(0, maxVisible), buf.k);
-    const values = asF32(head.dtype, head.storedValues(0, maxVisible), buf.v);
+    const keys = list
+      ? asF32(head.dtype, gatherRows(head.storedKeys(0, head.length), list, d, maxVisible, buf.gk, buf.gk16), buf.k)
+      : asF32(head.dtype, head.storedKeys(0, maxVisible), buf.k);
+    const values = list
+      ? asF32(head.dtype, gatherRows(head.storedValues(0, head.length), list, d, maxVisible, buf.gv, buf.gv16), buf.v)
+      : asF32(head.dtype, head.storedValues(0, maxVisible), buf.v);
+    // Tree attention: the column of each query row's own entry, so that rows off its ancestry can be masked.
+    const treeCols = opts.tree ? ownColumns(entryPositions, positions, buf.tree) : null;
     const maxBlockRows = Math.max(1, Math.min(rows, Math.floor(BLOCK_SCORES / Math.max(1, maxVisible * group))));
     for (let t0 = 0; t0 < rows; ) {
       const blockRows = Math.min(maxBlockRows, Math.max(MIN_BLOCK_TOKENS, Math.floor(his[t0] / TRIANGLE_SHARE)));
@@ -160,18 +207,28 @@ function run(
       }
       const scores = block.scores;
       if (w > 0) matmulTransB(qb, keys.subarray(c0 * d, cols * d), scores, n, w, d, { reuseB: false });
-      block.run();
+      if (kernel.name === 'softmax') {
+        if (treeCols) maskTree(scores, w, c0, t0, t1, group, los, his, treeCols, opts.tree!.parents, MASKED);
+        block.run();
+      } else {
+        sigmoidRows(scores, w, n, ranges, kernel.bias);
+        if (treeCols) maskTree(scores, w, c0, t0, t1, group, los, his, treeCols, opts.tree!.parents, 0);
+      }
       if (observe) {
-        const probs = new Float32Array(n * cols);
-        if (c0 === 0) probs.set(scores);
-        else for (let r = 0; r < n; r++) probs.set(scores.subarray(r * w, (r + 1) * w), r * cols + c0);
+        // By the head's own entry index: a listed entry's probability goes to its place among all the head's.
+        const full = list ? head.length : cols;
+        const probs = new Float32Array(n * full);
+        if (list) {
+          for (let r = 0; r < n; r++) for (let c = 0; c < w; c++) probs[r * full + list[c0 + c]] = scores[r * w + c];
+        } else if (c0 === 0) probs.set(scores);
+        else for (let r = 0; r < n; r++) probs.set(scores.subarray(r * w, (r + 1) * w), r * full + c0);
         observer!.observe!({
           layer: opts.layer,
           kvHead: g,
           groupSize: group,
           queryPositions: positions.subarray(t0, t1),
           probs,
-          cols,
+          cols: full,
         });
       }
       const ob = buf.o.get(n * d);
@@ -180,5 +237,70 @@ function run(
       for (let t = t0; t < t1; t++) out.set(ob.subarray((t - t0) * gd, (t - t0 + 1) * gd), t * width + g * gd);
       t0 = t1;
     }
+  }
+}
+
+/** Number of entries whose position is ≤ `position` (positions ascending, so they form a prefix). */
+function upTo(sorted: Int32Array, position: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] <= position) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function gatherPositions(all: Int32Array, list: Int32Array, scratch: IntScratch): Int32Array {
+  const out = scratch.get(list.length).subarray(0, list.length);
+  for (let i = 0; i < list.length; i++) {
+    const j = list[i];
+    if (j < 0 || j >= all.length || (i > 0 && j <= list[i - 1])) {
+      throw new Error(`attention entry list: indices must be ascending, unique and below ${all.length}`);
+    }
+    out[i] = all[j];
+  }
+  return out;
+}
+
+/** Rows `list[0…count)` of stored [entries × d] data, gathered into scratch of the same storage type. */
+function gatherRows(stored: Float32Array | Uint16Array, list: Int32Array, d: number, count: number, f32: Scratch, u16: U16Scratch): Float32Array | Uint16Array {
+  const out = stored instanceof Float32Array ? f32.get(count * d) : u16.get(count * d);
+  for (let i = 0; i < count; i++) out.set(stored.subarray(list[i] * d, (list[i] + 1) * d), i * d);
+  return out;
+}
+
+/** Per query row, the column of its own entry among `entryPositions`, or −1 when the head does not read it. */
+function ownColumns(entryPositions: Int32Array, positions: Int32Array, scratch: IntScratch): Int32Array {
+  const cols = scratch.get(positions.length);
+  for (let t = 0; t < positions.length; t++) {
+    const at = upTo(entryPositions, positions[t]) - 1;
+    cols[t] = at >= 0 && entryPositions[at] === positions[t] ? at : -1;
+  }
+  return cols;
+}
+
+/** Sets `value` where a block row would read the entry of a tree row that is not itself or one of its ancestors. */
+function maskTree(
+  scores: Float32Array, w: number, c0: number, t0: number, t1: number, group: number,
+  los: Int32Array, his: Int32Array, treeCols: Int32Array, parents: Int32Array, value: number,
+): void {
+  for (let t = t0; t < t1; t++) {
+    for (let u = 0; u < parents.length; u++) {
+      const c = treeCols[u];
+      if (u === t || c < los[t] || c >= his[t] || isAncestor(parents, u, t)) continue;
+      for (let j = 0; j < group; j++) scores[((t - t0) * group + j) * w + c - c0] = value;
+    }
+  }
+}
+
+/** Sigmoid attention's weights in place: σ(s + bias) over each row's range [lo, hi), 0 elsewhere. */
+function sigmoidRows(scores: Float32Array, w: number, n: number, ranges: Int32Array, bias: number): void {
+  for (let r = 0; r < n; r++) {
+    const lo = ranges[2 * r];
+    const hi = ranges[2 * r + 1];
+    const row = scores.subarray(r * w, (r + 1) * w);
+    for (let c = 0; c < w; c++) row[c] = c >= lo && c < hi ? 1 / (1 + Math.exp(-(row[c] + bias))) : 0;
   }
 }

@@ -80,6 +80,17 @@ export class CpuBackend implements Backend {
     for (let i = 0; i < x.length; i++) x[i] += y[i];
   }
 
+  fillColumns(x: Tensor, start: number, end: number, value: number): void {
+    const cols = x.cols;
+    const data = x.f32;
+    for (let r = 0; r < x.rows; r++) data.fill(value, r * cols + start, r * cols + end);
+  }
+
+  copy(dst: Tensor, src: Tensor): void {
+    if (dst.size !== src.size) throw new Error(`copy: ${src.size} elements into ${dst.size}`);
+    dst.f32.set(src.f32);
+  }
+
   splitColumns(x: Tensor, widths: number[]): Tensor[] {
     const rows = x.rows;
     const cols = x.cols;
