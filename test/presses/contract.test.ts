@@ -1,0 +1,166 @@
+/**
+ * The press contract, for every press in the registry (a new one is tested here without being added): a chunked
+ * prefill compressed after every chunk, then greedy decoding compressed while it runs (the method's own schedule,
+ * or every other step), under a ratio and under a token budget, on a small parity checkpoint. After every chunk
+ * and every step: the budget holds as runner.ts promises it, each head's original positions are strictly
+ * ascending and below nextPosition, every compacted head holds exactly its kept entries' bytes, logits are finite.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { KVCache } from '../../src/cache/kv-cache.js';
+import { prefill } from '../../src/generate/prefill.js';
+import { loadModel } from '../../src/models/load.js';
+import { newCache } from '../../src/models/model.js';
+import type { Budget } from '../../src/presses/budget.js';
+import { PRESSES, resolveOptions } from '../../src/presses/registry.js';
+import { CompressionSession } from '../../src/presses/runner.js';
+import { argmax } from '../helpers/argmax.js';
+import { PARITY_DIR } from '../helpers/fixtures.js';
+
+const lm = loadModel(join(PARITY_DIR, 'llama-gqa-tied'));
+const { numLayers, numKvHeads } = lm.config;
+const ids = Array.from({ length: 40 }, (_, i) => (i * 53 + 7) % lm.config.vocabSize);
+const CHUNK = 8;
+const STEPS = 6;
+const BUDGETS: Budget[] = [{ ratio: 0.5 }, { tokens: 10 }];
+
+/** Every press runs on its defaults except where they cannot work on 40 tokens in chunks of 8 in 6 steps. */
+const OPTIONS: Record<string, Record<string, string | number>> = {
+  // The default window of 64 must be shorter than the tokens seen at the first compression (8).
+  snapkv: { window: 4 },
+  pyramidkv: { window: 4 },
+  // The default scorer is SnapKV on its defaults (window 64), which AdaKV's options cannot change; key norms
+  // differ between heads, so the heads really keep different numbers (TOVA's scores are the same for every head).
+  adakv: { scorer: 'knorm' },
+  // It evicts every `window` decoding steps: the default 175 would not evict once in 6 steps.
+  'lazy-eviction': { window: 3 },
+};
+
+/**
+ * Presses whose budget is not per head, as press.ts allows: PyramidKV's layerKeep spreads it over the layers
+ * (their total is the budget), AdaKV's select over the heads of a layer (their total is the budget). Every
+ * other press must keep every head within the budget.
+ */
+const SHARED: Record<string, 'layers' | 'heads'> = { pyramidkv: 'layers', adakv: 'heads' };
+
+/** Known breaches of a shared budget, run and reported as TODO (not skipped) until the runner or press is fixed. */
+const KNOWN: Record<string, string> = {
+  'pyramidkv tokens':
+    'each layer sizes its pyramid from its own current length, so once per-chunk or decoding compressions leave layers unequal the layers together keep more than the budget',
+  'adakv ratio':
+    "decoding returns each layer to its longest head (runner.ts: l.maxLength()), not to the prefill's total, so a head-adaptive layer's total grows past the budget",
+};
+
+/** Entries per head the budget allows after `seen` tokens (what entriesToKeep gives a head that holds them all). */
+function allowed(budget: Budget, seen: number): number {
+  return 'ratio' in budget ? Math.floor(seen * (1 - budget.ratio)) : Math.min(budget.tokens, seen);
+}
+
+/** Budget breaches of `cache` against `limit` entries per head, the way `press` shares its budget. */
+function overBudget(press: string, cache: KVCache, limit: number, when: string): string[] {
+  const lengths = cache.layers.map((l) => l.heads.map((h) => h.length));
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  if (SHARED[press] === 'layers') {
+    const total = sum(lengths.flat());
+    return total > limit * numLayers * numKvHeads ? [`${when}: ${total} entries in all, budget ${limit} × ${numLayers * numKvHeads} heads (${lengths.join(' | ')})`] : [];
+  }
+  return lengths.flatMap((heads, layer) => {
+    if (SHARED[press] === 'heads') {
+      const total = sum(heads);
+      return total > limit * numKvHeads ? [`${when}: layer ${layer} holds ${total}, budget ${limit} × ${numKvHeads} heads (${heads})`] : [];
+    }
+    return heads.flatMap((n, h) => (n > limit ? [`${when}: layer ${layer} head ${h} holds ${n}, budget ${limit}`] : []));
+  });
+}
+
+function checkPositions(cache: KVCache, when: string): void {
+  cache.layers.forEach((l, layer) =>
+    l.heads.forEach((head, h) => {
+      const p = head.positions;
+      for (let i = 0; i < p.length; i++) {
+        assert.ok(p[i] >= 0 && p[i] < cache.nextPosition, `${when}: layer ${layer} head ${h}: position ${p[i]} outside [0, ${cache.nextPosition})`);
+        assert.ok(i === 0 || p[i] > p[i - 1], `${when}: layer ${layer} head ${h}: positions ${p[i - 1]}, ${p[i]} not strictly ascending`);
+      }
+    }),
+  );
+}
+
+/** Runs one compression (`compress`) and checks that every head it compacted released the dropped entries' memory. */
+function checkFreed(cache: KVCache, session: CompressionSession, when: string, compress: () => void): void {
+  const heads = cache.layers.flatMap((l) => l.heads);
+  const before = heads.map((h) => ({ length: h.length, bytes: h.bytes(), live: h.liveBytes() }));
+  const dropped = session.stats.dropped;
+  compress();
+  let removed = 0;
+  heads.forEach((head, i) => {
+    const was = before[i];
+    const where = `${when}: layer ${Math.floor(i / numKvHeads)} head ${i % numKvHeads}`;
+    assert.ok(head.length <= was.length, `${where} grew from ${was.length} to ${head.length} entries`);
+    if (head.length === was.length) return;
+    removed += was.length - head.length;
+    // Exactly the kept entries' bytes, no spare room: what was dropped is gone, not masked.
+    assert.equal(head.bytes(), head.liveBytes(), `${where}: ${head.bytes()} bytes allocated for ${head.length} entries (${head.liveBytes()} live)`);
+    assert.ok(head.liveBytes() < was.live && head.bytes() < was.bytes, `${where}: ${was.bytes} → ${head.bytes()} bytes`);
+  });
+  assert.equal(session.stats.dropped - dropped, removed, `${when}: entries the session says it dropped`);
+}
+
+function finite(logits: Float32Array, when: string): Float32Array {
+  assert.equal(logits.length, lm.config.vocabSize, `${when}: one row of logits`);
+  assert.ok(logits.every(Number.isFinite), `${when}: logits not finite`);
+  return logits;
+}
+
+for (const entry of PRESSES) {
+  for (const budget of BUDGETS) {
+    const kind = 'ratio' in budget ? 'ratio' : 'tokens';
+    const label = 'ratio' in budget ? `ratio ${budget.ratio}` : `${budget.tokens} tokens`;
+    test(`${entry.name}, ${label}: chunked prefill and decoding keep the contract`, async (t) => {
+      const options = resolveOptions(entry, OPTIONS[entry.name] ?? {});
+      const decode = entry.decode?.(options) ?? { every: 2 };
+      const cache = newCache(lm.config);
+      const session = new CompressionSession({ press: entry.create(options), budget, during: 'chunks', decode }, lm.model, cache);
+      const breaches: string[] = [];
+
+      let seen = 0;
+      let logits = prefill(lm.model, cache, ids, {
+        chunkSize: CHUNK,
+        observer: session.observer,
+        afterChunk: (_, end) => {
+          const when = `after the chunk ending at ${end}`;
+          // The chunk is in: at most the budget of the tokens before it, plus the chunk.
+          breaches.push(...overBudget(entry.name, cache, allowed(budget, seen) + (end - seen), `${when}, before compression`));
+          checkFreed(cache, session, when, () => session.afterChunk(end, ids.length));
+          breaches.push(...overBudget(entry.name, cache, allowed(budget, end), when));
+          checkPositions(cache, when);
+          seen = end;
+        },
+      });
+      finite(logits, 'prefill');
+      const prefillCompressions = session.stats.compressions;
+      assert.ok(prefillCompressions > 0, 'the prefill was never compressed');
+
+      // Decoding returns to the prefill's budget every `every` steps; in between, one entry per step is added.
+      const target = allowed(budget, ids.length);
+      const every = decode.every;
+      assert.ok(every !== undefined && every <= STEPS, `decoding compresses every ${every} steps: not within ${STEPS}`);
+      for (let s = 1; s <= STEPS; s++) {
+        const when = `decoding step ${s}`;
+        logits = finite(lm.model.forward([argmax(logits)], cache, { lastOnly: true, observer: session.observer }).f32, when);
+        checkFreed(cache, session, when, () => session.afterDecodeStep());
+        breaches.push(...overBudget(entry.name, cache, target + (s % every), when));
+        checkPositions(cache, when);
+      }
+      assert.equal(cache.nextPosition, ids.length + STEPS);
+      assert.ok(session.stats.compressions > prefillCompressions, 'decoding never compressed');
+
+      await t.test('within the budget', { todo: KNOWN[`${entry.name} ${kind}`] }, () => assert.deepEqual(breaches, []));
+    });
+  }
+}
+
+test('the options and exceptions above name registered presses', () => {
+  const names = new Set(PRESSES.map((p) => p.name));
+  for (const name of [...Object.keys(OPTIONS), ...Object.keys(SHARED), ...Object.keys(KNOWN).map((k) => k.split(' ')[0])]) assert.ok(names.has(name), name);
+});
