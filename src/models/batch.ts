@@ -4,7 +4,7 @@
  */
 import type { AttentionKernelSpec } from '../attention/kernels/index.js';
 import type { AttentionObserver, Backend } from '../backend/backend.js';
-import type { KVCache } from '../cache/kv-cache.js';
+import type { KVCache, LayerCache } from '../cache/kv-cache.js';
 import { Tensor } from '../tensor/tensor.js';
 import { positionsFrom } from './model.js';
 
@@ -14,7 +14,12 @@ export interface SequenceStep {
   cache: KVCache;
   /** Sees this sequence's attention probabilities (for presses that score by attention). */
   observer?: AttentionObserver;
+  /** Chooses, per layer, the entries each KV head reads (a selector's SelectionSession.select); undefined: all. */
+  select?: SelectEntries;
 }
+
+/** Per KV head of the layer, the ascending entry indices this call's queries read (null: all), or undefined for all. */
+export type SelectEntries = (layer: number, queries: Float32Array, positions: Int32Array, cache: LayerCache) => (Int32Array | null)[] | undefined;
 
 /** Row ranges and positions of each sequence within the batch. */
 export class BatchLayout {
@@ -56,9 +61,11 @@ export class BatchLayout {
       const [lo, hi] = [this.starts[i], this.starts[i] + s.ids.length];
       const slice = (t: Tensor) => (one ? t : b.sliceRows(t, lo, hi));
       const cache = s.cache.layers[layer];
-      s.observer?.queries?.(layer, slice(q).f32, this.positions[i]);
+      const qs = slice(q);
+      s.observer?.queries?.(layer, qs.f32, this.positions[i]);
       b.appendKv(cache, slice(k), slice(v), this.positions[i]);
-      return b.attention(slice(q), cache, this.positions[i], { layer, ...opts, observer: s.observer });
+      const entries = s.select?.(layer, qs.f32, this.positions[i], cache);
+      return b.attention(qs, cache, this.positions[i], { layer, ...opts, observer: s.observer, entries });
     });
     return parts.length === 1 ? parts[0] : b.concatRows(parts);
   }

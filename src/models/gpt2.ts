@@ -63,7 +63,7 @@ export class Gpt2Model implements CausalLM {
   }
 
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
-    return this.forwardBatch([{ ids, cache, observer: opts.observer }], opts)[0];
+    return this.forwardBatch([{ ids, cache, observer: opts.observer, select: opts.select }], opts)[0];
   }
 
   forwardBatch(steps: SequenceStep[], opts: BatchOptions = {}): Tensor[] {

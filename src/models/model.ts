@@ -5,7 +5,7 @@ import { check } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
-import type { SequenceStep } from './batch.js';
+import type { SelectEntries, SequenceStep } from './batch.js';
 
 /**
  * Where code may read and change a forward as it runs (circuit studies: ablation, activation patching, probes).
@@ -31,6 +31,8 @@ export interface BatchOptions {
 export interface ForwardOptions extends BatchOptions {
   /** Sees attention probabilities block by block (for presses that score by attention). */
   observer?: AttentionObserver;
+  /** Restricts, per layer and KV head, the entries attention reads (selectors: selectors/selector.ts). */
+  select?: SelectEntries;
 }
 
 export interface CausalLM {
