@@ -62,13 +62,6 @@ export class WeightReader {
     return new Tensor(shape, data);
   }
 
-  /** The first of `names` that the checkpoint holds (checkpoints differ in prefixes). */
-  first(names: string[], shape: number[]): Tensor {
-    const name = names.find((n) => this.archive.has(n));
-    if (!name) throw new AttendError(`${this.source}: missing tensor "${names[0]}"`);
-    return this.get(name, shape);
-  }
-
   /** Rows of several tensors stacked into one, so that one matrix product computes them all. */
   stackRows(parts: Tensor[]): Tensor {
     if (parts.some((p) => placeholders.has(p))) {

@@ -1,4 +1,3 @@
-import { AttendError } from '../errors.js';
 import type { DType } from './dtype.js';
 
 /** Element storage for each dtype: f32 values, or raw 16-bit words for f16/bf16. */
@@ -11,17 +10,27 @@ export type Storage = Float32Array | Uint16Array;
  */
 export class Tensor {
   readonly size: number;
+  readonly dtype: DType;
 
+  /** f32 storage takes its dtype from the array; 16-bit words must say whether they are f16 or bf16. */
+  constructor(shape: readonly number[], data: Float32Array, dtype?: 'f32');
+  constructor(shape: readonly number[], data: Uint16Array, dtype: 'f16' | 'bf16');
+  constructor(shape: readonly number[], data: Storage, dtype: DType);
   constructor(
     readonly shape: readonly number[],
     readonly data: Storage,
-    readonly dtype: DType = data instanceof Float32Array ? 'f32' : 'bf16',
+    dtype?: DType,
   ) {
     this.size = shape.reduce((a, b) => a * b, 1);
     if (this.size !== data.length) {
       throw new Error(`tensor shape [${shape.join(', ')}] holds ${this.size} elements, data has ${data.length}`);
     }
+    if (dtype === undefined) {
+      if (!(data instanceof Float32Array)) throw new Error('a tensor of 16-bit storage needs its dtype: f16 or bf16');
+      dtype = 'f32';
+    }
     if ((dtype === 'f32') !== data instanceof Float32Array) throw new Error(`dtype ${dtype} does not match its storage`);
+    this.dtype = dtype;
   }
 
   static zeros(shape: readonly number[]): Tensor {
@@ -46,19 +55,7 @@ export class Tensor {
     return new Tensor(shape, this.data, this.dtype);
   }
 
-  /** Row `i` of a 2-D f32 tensor, as a view. */
-  row(i: number): Float32Array {
-    const n = this.cols;
-    return this.f32.subarray(i * n, (i + 1) * n);
-  }
-
   get bytes(): number {
     return this.data.byteLength;
-  }
-}
-
-export function assertShape(t: Tensor, shape: readonly number[], what: string): void {
-  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-    throw new AttendError(`${what} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
   }
 }

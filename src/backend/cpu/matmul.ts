@@ -5,10 +5,9 @@
  * forces one; ATTEND_MATMUL_THREADS sets the thread count of the first two.
  */
 import { check } from '../../errors.js';
-import { defaultThreads } from './matmul/node.js';
 import { matmulNNOpenBlas, matmulTransBOpenBlas, openBlas, openBlasError } from './matmul/openblas.js';
 import { matmulNNJs, matmulTransBJs } from './matmul/reference.js';
-import { matmulNNWasm, matmulTransBWasm, releaseWasmWeights, wasmSimdError, wasmSimdInfo, wasmSimdReady } from './matmul/wasm-simd.js';
+import { matmulNNWasm, matmulTransBWasm, wasmSimdError, wasmSimdInfo, wasmSimdReady } from './matmul/wasm-simd.js';
 
 export type MatmulPath = 'openblas' | 'wasm-simd' | 'js';
 
@@ -110,13 +109,6 @@ export function matmulBackendInfo(): { name: string; threads: number; detail: st
 export async function matmulReady(): Promise<void> {
   if (current().name === 'wasm-simd') await wasmSimdReady();
 }
-
-/** Drops the cached copy of weights `b` (wasm-simd only; it is also dropped when `b` is garbage-collected). */
-export function releaseMatmulWeights(b: Float32Array): void {
-  releaseWasmWeights(b);
-}
-
-export { defaultThreads as matmulDefaultThreads };
 
 /**
  * Runs `fn` with the OpenBLAS path held to the calling thread (other paths: as they are). For products over arrays
