@@ -7,13 +7,11 @@ import { test } from 'node:test';
 import { attention } from '../../src/backend/cpu/attention.js';
 import { selectSoftmax, softmaxPath, type SoftmaxPath } from '../../src/backend/cpu/attention/softmax.js';
 import { LayerCache } from '../../src/cache/kv-cache.js';
+import { uniformArray } from '../../src/generate/random.js';
 
+/** `n` values uniform in [−amplitude, amplitude). */
 function random(n: number, seed: number, amplitude: number): Float32Array {
-  let s = seed;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s / 2 ** 31 - 1) * amplitude;
-  });
+  return uniformArray(n, seed).map((x) => x * amplitude);
 }
 
 test('prefill attention: the wasm softmax path agrees with the Math.exp path (times reported)', (t) => {

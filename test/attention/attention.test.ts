@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { attention } from '../../src/backend/cpu/attention.js';
 import { LayerCache } from '../../src/cache/kv-cache.js';
-import { uniformArray } from '../../src/generate/random.js';
+import { Random, uniformArray } from '../../src/generate/random.js';
 import type { AttentionBlock } from '../../src/backend/backend.js';
 
 /** Plain f64 attention of one query head over explicit (position, key, value) entries. */
@@ -188,8 +188,8 @@ for (const [name, c] of chunkCases) {
 }
 
 test('the wasm exp is within 2e-7 (relative) of Math.exp for x ≤ 0, and 0 below ln(FLT_MIN)', () => {
-  let s = 7;
-  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const rng = new Random(7);
+  const next = () => rng.next();
   const n = 1 << 18;
   const x = new Float32Array(n);
   for (let i = 0; i < n; i++) {
@@ -212,8 +212,8 @@ test('the wasm exp is within 2e-7 (relative) of Math.exp for x ≤ 0, and 0 belo
 });
 
 test('the wasm softmax matches the Math.exp one on random rows and ranges', () => {
-  let s = 99;
-  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const rng = new Random(99);
+  const next = () => rng.next();
   for (const cols of [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1000, 4099]) {
     const rows = 23;
     // Spreads of 2 and 60 (all terms well inside f32), and of 240 (terms far below the max, flushed to 0).

@@ -7,11 +7,12 @@ import { test } from 'node:test';
 import * as ew from '../../src/backend/cpu/elementwise.js';
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { addRmsNorm, rmsNorm, rmsNormPath } from '../../src/backend/cpu/norm/rms-norm.js';
+import { uniformArray } from '../../src/generate/random.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 
+/** `n` values uniform in [−scale, scale). */
 function random(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed;
-  return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 31 - 1) * scale);
+  return uniformArray(n, seed).map((x) => x * scale);
 }
 
 /** Largest |a − b| / max(|b|, tiny), for f32 results expected to agree to an f32 rounding or two. */
