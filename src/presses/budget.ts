@@ -19,3 +19,13 @@ export function entriesToKeep(budget: Budget, seen: number, length: number): num
   const target = 'ratio' in budget ? Math.floor(seen * (1 - budget.ratio)) : budget.tokens;
   return Math.max(0, Math.min(length, target));
 }
+
+/**
+ * Entries per head a budget allows after `seen` tokens when spread evenly over every layer and head, unrounded: a
+ * ratio's seen·(1 − ratio) (kvpress's arithmetic before its own rounding), or the token budget (at most `seen`).
+ * Presses that shape budgets across layers (PyramidKV) start from it, so that the layers together keep the budget
+ * however unequal earlier per-chunk compressions left them.
+ */
+export function uniformKeep(budget: Budget, seen: number): number {
+  return 'ratio' in budget ? seen * (1 - budget.ratio) : Math.min(budget.tokens, seen);
+}

@@ -33,6 +33,8 @@ export interface LayerView {
   keep: number;
   /** The budget as a compression ratio of the current length (fraction removed), for presses defined by one. */
   ratio: number;
+  /** Entries per head under the budget of the `seen` tokens spread evenly, unrounded (budget.ts uniformKeep). */
+  uniform: number;
   queries?: QueryWindow;
 }
 

@@ -22,18 +22,23 @@ export class PyramidKVPress extends SnapKVPress {
     super(pyramid, 'pyramidkv');
   }
 
+  /**
+   * From the budget of the tokens seen (view.uniform, view.seen), not from the layer's current length: on a prompt
+   * compressed once they are the same (kvpress's case), and after per-chunk or decoding compressions have left the
+   * layers unequal the pyramid still sums to the budget.
+   */
   layerKeep(view: LayerView): number {
     const { window, beta } = this.pyramid;
-    const length = view.cache.maxLength();
+    const length = view.seen;
     const layers = view.config.numLayers;
-    const capacity = window + length * (1 - view.ratio);
+    const capacity = window + view.uniform;
     let minNum = (capacity - window) / beta;
     let maxNum = (capacity - window) * 2 - minNum;
     if (maxNum >= length - window) {
       maxNum = length - window;
       minNum = (capacity - window) * 2 - maxNum;
     }
-    if (!(length >= maxNum && maxNum >= minNum && minNum >= window) || layers < 2) return Math.round(length * (1 - view.ratio));
+    if (!(length >= maxNum && maxNum >= minNum && minNum >= window) || layers < 2) return Math.round(view.uniform);
     return Math.round(maxNum - (view.layer * (maxNum - minNum)) / (layers - 1));
   }
 }

@@ -11,7 +11,7 @@ import type { KVCache } from '../cache/kv-cache.js';
 import { kernelOf } from '../attention/kernels/index.js';
 import { check } from '../errors.js';
 import type { CausalLM } from '../models/model.js';
-import { type Budget, entriesToKeep, validateBudget } from './budget.js';
+import { type Budget, entriesToKeep, uniformKeep, validateBudget } from './budget.js';
 import { PressRecorder, type RecordedQueries } from './observe.js';
 import { type LayerView, type Press, topK } from './press.js';
 
@@ -35,6 +35,8 @@ export class CompressionSession {
   private readonly recorder: PressRecorder;
   /** Per layer, the entries per head the prefill left: the size decoding compression returns to. */
   private decodeTargets?: number[];
+  /** Per layer, the entries per head the last prefill compression aimed at (after the press's layerKeep). */
+  private readonly layerTargets: number[] = [];
   private stepsSinceCompression = 0;
 
   /** `recorded`: query windows of a prefill that ran without this session (see afterSharedPrefill). */
@@ -72,7 +74,11 @@ export class CompressionSession {
     if (this.plan.during === 'chunks' || end === total) this.compress((layer, length) => this.prefillKeep(length));
     if (end === total) {
       const budget = this.plan.budget;
-      this.decodeTargets = this.cache.layers.map((l) => ('tokens' in budget ? budget.tokens : l.maxLength()));
+      // Decoding returns each layer to what the prefill gave it: the token budget, or the prefill's own target
+      // (a ratio's ⌊prompt·(1 − ratio)⌋, shaped per layer by the press) — not the layer's longest head, which for a
+      // head-adaptive press would let the layer's total grow past the budget.
+      const shaped = this.plan.press.layerKeep !== undefined;
+      this.decodeTargets = this.cache.layers.map((l, i) => ('tokens' in budget && !shaped ? budget.tokens : this.layerTargets[i] ?? l.maxLength()));
     }
   }
 
@@ -85,7 +91,7 @@ export class CompressionSession {
     const over = decode.maxSize !== undefined && this.cache.layers.some((l) => l.maxLength() > decode.maxSize!);
     if (!due && !over) return;
     const targets = this.decodeTargets;
-    this.compress((layer, length) => Math.min(length, targets[layer]));
+    this.compress((layer, length) => Math.min(length, targets[layer]), false);
     this.stepsSinceCompression = 0;
   }
 
@@ -93,8 +99,11 @@ export class CompressionSession {
     return entriesToKeep(this.plan.budget, this.cache.nextPosition, length);
   }
 
-  /** Compresses every layer whose heads hold more than `keepFor(layer)` allows. */
-  compress(keepFor: (layer: number, length: number) => number): void {
+  /**
+   * Compresses every layer whose heads hold more than `keepFor(layer)` allows. `shape`: let the press set per-layer
+   * budgets (layerKeep) from the budget of the tokens seen (prefill); decoding passes false, its targets already are.
+   */
+  compress(keepFor: (layer: number, length: number) => number, shape = true): void {
     const { press } = this.plan;
     const config = this.model.config;
     let changed = false;
@@ -109,9 +118,11 @@ export class CompressionSession {
         seen: this.cache.nextPosition,
         keep,
         ratio: 'ratio' in this.plan.budget && length === this.cache.nextPosition ? this.plan.budget.ratio : 1 - keep / length,
+        uniform: uniformKeep(this.plan.budget, this.cache.nextPosition),
         queries: this.recorder.window(layer),
       };
-      const layerKeep = Math.min(length, press.layerKeep?.(view) ?? keep);
+      const layerKeep = shape ? Math.min(length, press.layerKeep?.(view) ?? keep) : keep;
+      if (shape) this.layerTargets[layer] = layerKeep;
       if (cache.heads.every((h) => h.length <= layerKeep) && !press.select) return;
       view.keep = layerKeep;
       const scores = press.score(view);

@@ -33,7 +33,7 @@ export function layerOf(keys: number[][][], positions?: number[]): LayerCache {
 
 export function viewOf(config: ModelConfig, cache: LayerCache, keep: number, extra: Partial<LayerView> = {}): LayerView {
   const length = cache.maxLength();
-  return { layer: 0, config, backend: cpuBackend, cache, seen: length, keep, ratio: 1 - keep / length, ...extra };
+  return { layer: 0, config, backend: cpuBackend, cache, seen: length, keep, ratio: 1 - keep / length, uniform: keep, ...extra };
 }
 
 export function queriesOf(rows: number[][], positions: number[]): QueryWindow {
