@@ -1,0 +1,118 @@
+/**
+ * The backend conformance suite: every Backend op, and whole models, checked against the reference backend
+ * (src/backend/reference). It takes the backend under test as a parameter, so a CUDA or WebGPU backend reruns it
+ * unchanged: `conformance('cuda', () => cudaBackend, { tolerance })`.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Backend } from '../../src/backend/backend.js';
+import { referenceBackend } from '../../src/backend/reference/index.js';
+import { LayerCache } from '../../src/cache/kv-cache.js';
+import { uniformArray } from '../../src/generate/random.js';
+import { loadModel } from '../../src/models/load.js';
+import { newCache } from '../../src/models/model.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+
+export interface ConformanceOptions {
+  /** Largest |backend − reference| allowed, relative to max(1, |reference|). */
+  tolerance?: number;
+  /** Model directories whose logits must match the reference backend's within 1e-4. */
+  models?: string[];
+}
+
+const ref = referenceBackend;
+
+function t(rows: number, cols: number, seed: number, scale = 1): Tensor {
+  return new Tensor([rows, cols], uniformArray(rows * cols, seed).map((x) => x * scale));
+}
+
+function close(got: Tensor | Float32Array, want: Tensor | Float32Array, tol: number, what: string): void {
+  const a = got instanceof Tensor ? got.f32 : got;
+  const b = want instanceof Tensor ? want.f32 : want;
+  assert.equal(a.length, b.length, `${what}: ${a.length} elements, reference ${b.length}`);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
+  assert.ok(worst <= tol, `${what}: max relative difference ${worst} > ${tol}`);
+}
+
+/** Runs `op` on fresh copies of the inputs for both backends (ops may work in place). */
+function both<R>(b: Backend, inputs: Tensor[], op: (be: Backend, xs: Tensor[]) => R): [R, R, Tensor[], Tensor[]] {
+  const copy = () => inputs.map((x) => new Tensor(x.shape, x.f32.slice()));
+  const mine = copy();
+  const theirs = copy();
+  return [b.scope(() => op(b, mine) as never) as R, op(ref, theirs), mine, theirs];
+}
+
+export function conformance(name: string, make: () => Backend, opts: ConformanceOptions = {}): void {
+  const tol = opts.tolerance ?? 1e-5;
+  const cases: [string, Tensor[], (be: Backend, xs: Tensor[]) => Tensor | Tensor[] | void][] = [
+    ['linear', [t(5, 33, 1), t(17, 33, 2)], (be, [x, w]) => be.linear(x, w)],
+    ['linear with bias', [t(3, 16, 3), t(8, 16, 4), t(1, 8, 5)], (be, [x, w, bias]) => be.linear(x, w, bias.reshape([8]))],
+    ['embedding', [t(10, 12, 6)], (be, [table]) => be.embedding(table, [3, 0, 9, 3])],
+    ['rmsNorm', [t(4, 24, 7, 3), t(1, 24, 8)], (be, [x, w]) => be.rmsNorm(x, w.reshape([24]), 1e-5)],
+    ['addRmsNorm', [t(4, 24, 9), t(4, 24, 10), t(1, 24, 11)], (be, [x, d, w]) => [be.addRmsNorm(x, d, w.reshape([24]), 1e-6), x]],
+    ['layerNorm', [t(3, 20, 12, 2), t(1, 20, 13), t(1, 20, 14)], (be, [x, w, bias]) => be.layerNorm(x, w.reshape([20]), bias.reshape([20]), 1e-5)],
+    ['swiglu', [t(3, 2 * 11, 15, 4)], (be, [x]) => be.swiglu(x, 11)],
+    ['gelu_new', [t(3, 30, 16, 5)], (be, [x]) => { be.gelu(x, 'gelu_new'); return x; }],
+    ['gelu', [t(3, 30, 17, 5)], (be, [x]) => { be.gelu(x, 'gelu'); return x; }],
+    ['add', [t(2, 9, 18), t(2, 9, 19)], (be, [a, b]) => { be.add(a, b); return a; }],
+    ['fillColumns', [t(3, 10, 20)], (be, [x]) => { be.fillColumns(x, 2, 7, 0); return x; }],
+    ['copy', [t(3, 4, 21), t(3, 4, 22)], (be, [a, b]) => { be.copy(a, b); return a; }],
+    ['splitColumns', [t(3, 12, 23)], (be, [x]) => be.splitColumns(x, [5, 4, 3])],
+    ['concatRows', [t(2, 6, 24), t(3, 6, 25)], (be, [a, b]) => be.concatRows([a, b])],
+    ['sliceRows', [t(6, 5, 26)], (be, [x]) => be.sliceRows(x, 2, 5)],
+    ['rope', [t(3, 2 * 16, 27)], (be, [x]) => {
+      const cos = uniformArray(3 * 8, 28);
+      const sin = uniformArray(3 * 8, 29);
+      be.rope(x, 2, 16, { cos, sin });
+      return x;
+    }],
+  ];
+  for (const [op, inputs, run] of cases) {
+    test(`${name} conforms: ${op}`, () => {
+      const b = make();
+      const [mine, theirs] = both(b, inputs, run);
+      const list = (r: Tensor | Tensor[] | void) => (r === undefined ? [] : Array.isArray(r) ? r : [r]);
+      const [m, r] = [list(mine), list(theirs)];
+      assert.equal(m.length, r.length);
+      m.forEach((x, i) => close(x, r[i], tol, `${op} output ${i}`));
+    });
+  }
+
+  test(`${name} conforms: appendKv and attention (causal, window, entry lists, tree, sigmoid; f32 and bf16 caches)`, () => {
+    const b = make();
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const layers = [LayerCache.empty(2, 8, dtype), LayerCache.empty(2, 8, dtype)];
+      const positions = Int32Array.from({ length: 20 }, (_, i) => 2 * i);
+      const k = t(20, 16, 30);
+      const v = t(20, 16, 31);
+      b.appendKv(layers[0], k, v, positions);
+      ref.appendKv(layers[1], k, v, positions);
+      assert.deepEqual(Array.from(layers[0].heads[1].keys(0, 20)), Array.from(layers[1].heads[1].keys(0, 20)));
+      const q = t(4, 32, 32, 2);
+      const qPos = positions.subarray(16);
+      const variants = [
+        { window: null },
+        { window: 7 },
+        { window: null, entries: [Int32Array.from([0, 3, 4, 17, 18, 19]), null] },
+        { window: null, tree: { parents: Int32Array.from([-1, 0, 0, 1]) } },
+        { window: 9, kernel: { name: 'sigmoid' as const, bias: -2 } },
+      ];
+      for (const vis of variants) {
+        const opts = { layer: 0, scale: 0.3, ...vis };
+        close(b.scope(() => b.attention(q, layers[0], qPos, opts)), ref.attention(q, layers[1], qPos, opts), tol, `attention ${dtype} ${JSON.stringify(vis)}`);
+      }
+    }
+  });
+
+  for (const dir of opts.models ?? []) {
+    test(`${name} conforms: ${dir.split('/').pop()} logits within 1e-4 of the reference backend`, () => {
+      const mine = loadModel(dir, { backend: make() });
+      const theirs = loadModel(dir, { backend: ref });
+      const ids = Array.from({ length: 9 }, (_, i) => (i * 37 + 5) % mine.config.vocabSize);
+      const a = mine.model.forward(ids, newCache(mine.config)).f32;
+      const c = theirs.model.forward(ids, newCache(theirs.config)).f32;
+      close(a, c, 1e-4, 'logits');
+    });
+  }
+}
