@@ -10,6 +10,7 @@
  * the same ids.
  */
 import type { KVCache } from '../cache/kv-cache.js';
+import { forwardChunks } from '../generate/chunks.js';
 import { generate } from '../generate/generate.js';
 import { prefill } from '../generate/prefill.js';
 import type { LoadedModel } from '../models/load.js';
@@ -134,9 +135,8 @@ function runPerplexity(lm: LoadedModel, key: CellKey, instance: PerplexityInstan
   let nll = 0;
   let counted = 0;
   const t0 = performance.now();
-  for (let start = 0; start < ids.length; start += key.prefillChunk) {
-    const end = Math.min(ids.length, start + key.prefillChunk);
-    const logits = lm.model.forward(ids.slice(start, end), cache, { observer: session?.observer }).f32;
+  forwardChunks(lm.model, cache, ids, key.prefillChunk, { observer: session?.observer }, (chunk, start, end) => {
+    const logits = chunk.f32;
     // Row t predicts token t + 1 (the last row of a chunk predicts the next chunk's first token).
     for (let t = start; t < Math.min(end, ids.length - 1); t++) {
       const row = logits.subarray((t - start) * vocab, (t - start + 1) * vocab);
@@ -145,7 +145,7 @@ function runPerplexity(lm: LoadedModel, key: CellKey, instance: PerplexityInstan
     }
     probe.sample(cache.bytes());
     session?.afterChunk(end, ids.length);
-  }
+  });
   const ms = performance.now() - t0;
   return {
     accuracy: 0,

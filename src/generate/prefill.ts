@@ -6,6 +6,7 @@
 import { check } from '../errors.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import type { CausalLM, ForwardOptions } from '../models/model.js';
+import { forwardChunks } from './chunks.js';
 
 export const DEFAULT_PREFILL_CHUNK = 512;
 
@@ -21,13 +22,10 @@ export function prefill(model: CausalLM, cache: KVCache, ids: ArrayLike<number>,
   check(Number.isInteger(chunk) && chunk > 0, `prefill chunk size must be a whole number > 0, got ${chunk}`);
   check(ids.length > 0, 'the prompt is empty: nothing to prefill');
   let last: Float32Array | undefined;
-  for (let start = 0; start < ids.length; start += chunk) {
-    const end = Math.min(ids.length, start + chunk);
-    const slice = Array.prototype.slice.call(ids, start, end) as number[];
-    // Only the last position's logits are used: earlier chunks skip the lm head's other rows too.
-    const logits = model.forward(slice, cache, { lastOnly: true, observer: opts.observer });
+  // Only the last position's logits are used: earlier chunks skip the lm head's other rows too.
+  forwardChunks(model, cache, ids, chunk, { lastOnly: true, observer: opts.observer }, (logits, _, end) => {
     opts.afterChunk?.(cache, end);
     if (end === ids.length) last = logits.f32;
-  }
+  });
   return last!;
 }
