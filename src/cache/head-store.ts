@@ -4,6 +4,7 @@
  * can keep a different number of entries per head; `keep` reallocates to the kept size, so dropped entries
  * return their memory instead of being masked.
  */
+import { AttendError } from '../errors.js';
 import { type DType, BYTES_PER_ELEMENT, narrow, widen } from '../tensor/dtype.js';
 
 /**
@@ -145,6 +146,22 @@ export class HeadStore {
     this.keyData = keys;
     this.valueData = values;
     this.positionData = positions;
+    this.length = n;
+  }
+
+  /**
+   * Rollback: drops every entry whose original position is ≥ `position` (entries are sorted, so what stays is a
+   * prefix and nothing moves). Speculative decoding uses it to take back the draft tokens the target rejected.
+   * The allocated room is kept as spare room for the appends that follow (`bytes()` is unchanged, `liveBytes()`
+   * shrinks exactly); press statistics of the dropped entries are zeroed, so that entries appended later start
+   * from zero as `stat` promises, and those of the kept entries stay where they are.
+   */
+  truncate(position: number): void {
+    if (!Number.isInteger(position) || position < 0) {
+      throw new AttendError(`cannot truncate a cache head to position ${position}: it must be a whole number ≥ 0`);
+    }
+    const n = this.visibleUpTo(position - 1);
+    for (const s of this.statData.values()) s.fill(0, n, this.length);
     this.length = n;
   }
 

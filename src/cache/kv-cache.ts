@@ -3,6 +3,7 @@
  * numbering: after entries are dropped, new tokens still continue from `nextPosition`, so RoPE and causal
  * masks stay those of the uncompressed sequence.
  */
+import { AttendError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import { HeadStore } from './head-store.js';
 
@@ -56,6 +57,20 @@ export class KVCache {
     const copy = new KVCache(this.shape, this.dtype, this.layers.map((l) => l.clone()));
     copy.nextPosition = this.nextPosition;
     return copy;
+  }
+
+  /**
+   * Rollback to `position`: every layer and head drops its entries at original positions ≥ `position` and the
+   * next token takes `position` again, as if the tokens from there on had never been run (speculative decoding
+   * takes back rejected draft tokens this way). Works on a compressed cache too: each head keeps its own prefix.
+   * Moving forward (`position` > nextPosition) would leave positions no entry was computed for, so it is refused.
+   */
+  trim(position: number): void {
+    if (!Number.isInteger(position) || position < 0 || position > this.nextPosition) {
+      throw new AttendError(`cannot trim the KV cache to position ${position}: it must be a whole number from 0 to ${this.nextPosition} (the next position)`);
+    }
+    for (const layer of this.layers) for (const head of layer.heads) head.truncate(position);
+    this.nextPosition = position;
   }
 
   /** Exact bytes allocated by all layers and heads (spare room for growth included). */
