@@ -1,9 +1,13 @@
-/** `attend generate`: streams a continuation (or a chat reply) to stdout as tokens arrive. */
+/**
+ * `attend generate`: streams a continuation (or a chat reply) to stdout as tokens arrive; with --draft DIR, by
+ * speculative decoding with that draft model (src/generate/speculative.ts).
+ */
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AttendError } from '../errors.js';
 import { generateStream, type GenerateOptions } from '../generate/generate.js';
 import { type SamplingOptions, validateSampling } from '../generate/sampler.js';
+import { checkDraftCompatible, checkDraftCompression, DEFAULT_DRAFT_TOKENS, type SpeculativeStats } from '../generate/speculative.js';
 import { GENERATION_CONFIG_FILE } from '../io/generation-config.js';
 import { readModelConfig } from '../models/config.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
@@ -14,6 +18,7 @@ import {
   defaultModel,
   encodePrompt,
   parseCount,
+  parseCountFrom,
   parseNumber,
   PROMPT_BYTES_PER_TOKEN,
   promptByteLimit,
@@ -37,6 +42,8 @@ interface Flags extends PressFlags {
   stop?: string[];
   prefillChunk?: number;
   stats?: boolean;
+  draft?: string;
+  draftTokens?: number;
 }
 
 export function registerGenerate(program: Command): void {
@@ -57,17 +64,30 @@ export function registerGenerate(program: Command): void {
     .option('--seed <n>', 'random seed (same seed, same output)', parseCount('--seed'))
     .option('--stop <text>', 'stop when this text appears (repeatable); \\n, \\t, \\r and \\\\ are a newline, tab, carriage return and backslash', collectStops)
     .option('--prefill-chunk <n>', 'prompt tokens per prefill step', parseCount('--prefill-chunk'))
-    .option('--stats', 'print timing to stderr at the end');
+    .option('--stats', 'print timing to stderr at the end')
+    .option('--draft <dir>', 'speculative decoding with this draft model (same tokenizer; e.g. models/attend-mini-draft); same output, fewer target forwards')
+    .option('--draft-tokens <k>', `tokens the draft proposes per target forward (default ${DEFAULT_DRAFT_TOKENS}; needs --draft)`, parseCountFrom('--draft-tokens', 1));
   addPressFlags(command).action(async (flags: Flags) => {
       checkPromptFlags(flags);
       const compression = planFrom(flags);
       const kvDtype = kvDtypeFrom(flags);
       const dir = flags.model ?? defaultModel();
+      if (flags.draftTokens !== undefined && flags.draft === undefined) throw new AttendError('--draft-tokens needs --draft DIR');
+      if (flags.draft !== undefined) {
+        checkDraftCompression(compression);
+        draftConfig(flags.draft);
+      }
       // The prompt is read (bounded by the context) before the weights are loaded: a bad prompt fails fast.
       const text = promptText(contextLength(readModelConfig(dir)), flags);
       const lm = loadModel(dir);
+      const draft = flags.draft !== undefined ? loadDraft(lm, flags.draft) : undefined;
       const ids = encodePrompt(lm.tokenizer, text, flags);
-      const stream = generateStream(lm, ids, { ...samplingFrom(lm, dir, flags), compression, kvDtype });
+      const stream = generateStream(lm, ids, {
+        ...samplingFrom(lm, dir, flags),
+        compression,
+        kvDtype,
+        draft: draft && { model: draft, tokens: flags.draftTokens },
+      });
       for (;;) {
         const step = await stream.next();
         if (step.done) {
@@ -80,6 +100,7 @@ export function registerGenerate(program: Command): void {
                 `${s.newTokens} new tokens at ${decodeRate.toFixed(1)} tok/s; finish: ${s.finishReason}; ` +
                 `KV cache ${s.cacheBytes.toLocaleString('en')} bytes allocated, ${s.cache.liveBytes().toLocaleString('en')} bytes in live entries` +
                 (s.compression ? ` after ${s.compression.compressions} compressions (${s.compression.dropped} entries dropped)` : '') +
+                (s.speculative ? `; ${speculativeSummary(s.speculative, s.newTokens)}` : '') +
                 '\n',
             );
           }
@@ -88,6 +109,42 @@ export function registerGenerate(program: Command): void {
         process.stdout.write(step.value.text);
       }
     });
+}
+
+/** The draft directory's config, read before any weights: a missing or broken --draft fails fast, naming the flag. */
+function draftConfig(dir: string): void {
+  try {
+    readModelConfig(dir);
+  } catch (e) {
+    if (e instanceof AttendError) throw new AttendError(`--draft: ${e.message}`);
+    throw e;
+  }
+}
+
+function loadDraft(target: LoadedModel, dir: string): LoadedModel {
+  let draft: LoadedModel;
+  try {
+    draft = loadModel(dir);
+  } catch (e) {
+    if (e instanceof AttendError) throw new AttendError(`--draft: ${e.message}`);
+    throw e;
+  }
+  checkDraftCompatible(target, draft);
+  return draft;
+}
+
+/**
+ * --stats with a draft: the acceptance rate (accepted / proposed) and new tokens per target forward, where the
+ * prefill, which gives the first token, counts as one (so plain decoding scores 1.00).
+ */
+function speculativeSummary(s: SpeculativeStats, newTokens: number): string {
+  const rate = s.proposed > 0 ? `${((100 * s.accepted) / s.proposed).toFixed(1)}%` : 'n/a';
+  const perForward = newTokens / (s.targetForwards + 1);
+  return (
+    `draft: K=${s.draftTokens}, ${s.accepted}/${s.proposed} proposals accepted (${rate}), ` +
+    `${perForward.toFixed(2)} tokens per target forward (${s.targetForwards} decode forwards + the prefill), ` +
+    `${s.draftForwards} draft forwards, draft prefill ${s.draftPrefillMs.toFixed(0)} ms`
+  );
 }
 
 /** The prompt's text, read at most promptByteLimit(context) bytes from --prompt-file, or --prompt's. */

@@ -22,6 +22,14 @@ export function parseCount(flag: string) {
   };
 }
 
+/** A whole number ≥ `min` (e.g. --draft-tokens, where 0 proposals would be no speculation at all). */
+export function parseCountFrom(flag: string, min: number) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value.trim()) || Number(value) < min) throw new AttendError(`${flag}: "${value}" is not a whole number ≥ ${min}`);
+    return Number(value);
+  };
+}
+
 export function parseIds(flag: string) {
   return (value: string): number[] => {
     const parts = value.split(',').map((s) => s.trim());

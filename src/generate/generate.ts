@@ -1,6 +1,9 @@
 /**
  * The generation loop: chunked prefill, then one token at a time until EOS, a stop string, the token limit or
- * the model's context. `generateStream` yields text as tokens arrive; `generate` collects it.
+ * the model's context. `generateStream` yields text as tokens arrive; `generate` collects it. With a draft model
+ * (`draft`), decoding runs in speculative blocks (speculative.ts) that decide several tokens per target forward;
+ * the tokens are still emitted and checked one at a time, so EOS, stop strings, the token limit and the context
+ * end generation at the same token as without a draft, and the tokens a block decided past that are dropped.
  */
 import { check } from '../errors.js';
 import type { KVCache } from '../cache/kv-cache.js';
@@ -11,6 +14,7 @@ import { contextLength, newCache } from '../models/model.js';
 import { checkFiniteLogits } from './finite.js';
 import { prefill, type PrefillOptions } from './prefill.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
+import { checkDraftCompatible, checkDraftCompression, type DraftOptions, SpeculativeDecoder, type SpeculativeStats, validateDraftTokens } from './speculative.js';
 import { StopStringFilter } from './stop.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -40,6 +44,11 @@ export interface GenerateOptions extends SamplingOptions {
   prefilledLogits?: Float32Array;
   /** Called after each prefill chunk is in the cache, before it is compressed (the cache at its fullest). */
   afterPrefillChunk?: PrefillOptions['afterChunk'];
+  /**
+   * Speculative decoding with this draft model (same tokenizer), `tokens` proposals per target forward (see
+   * speculative.ts). Prefill compression applies to the target only; compression while decoding is refused.
+   */
+  draft?: DraftOptions;
 }
 
 export interface GenerationEvent {
@@ -57,6 +66,8 @@ export interface GenerationStats {
   /** Bytes the cache holds at the end. */
   cacheBytes: number;
   compression?: CompressionStats;
+  /** With a draft: proposals made and accepted, and forwards of both models. */
+  speculative?: SpeculativeStats;
 }
 
 export interface GenerationResult extends GenerationStats {
@@ -92,10 +103,16 @@ export async function* generateStream(
   const stops = new StopStringFilter(opts.stop ?? []);
   const decoder = tokenizer.streamDecoder({ skipSpecialTokens: true });
   const history = [...promptIds];
+  const spec = opts.draft ? speculativeDecoder(lm, opts, cache, inCache, sampler, promptIds) : undefined;
 
   const session = opts.session ?? (opts.compression ? new CompressionSession(opts.compression, model, cache) : undefined);
   const compressPrompt = opts.compressPrompt ?? true;
   const t0 = performance.now();
+  if (spec) {
+    // The draft reads the prompt first (its logits are not needed: the first new token comes from the target's).
+    if (!opts.prefilledLogits) prefill(opts.draft!.model.model, spec.draftCache, promptIds, { chunkSize: opts.prefillChunk });
+    spec.decoder.stats.draftPrefillMs = performance.now() - t0;
+  }
   let logits =
     opts.prefilledLogits ??
     prefill(model, cache, promptIds, {
@@ -108,16 +125,24 @@ export async function* generateStream(
     });
   const prefillMs = performance.now() - t0;
   const t1 = performance.now();
+  /** The position the first new token takes: the n-th new token sits at start + n − 1. */
+  const start = cache.nextPosition;
   let newTokens = 0;
   let finishReason: GenerationStats['finishReason'] = 'length';
+  /** Tokens a speculative block decided that are not emitted yet. */
+  let decided: number[] = [];
   while (newTokens < maxNew) {
-    checkFiniteLogits(
-      logits,
-      newTokens === 0
-        ? `prefill (the prompt's last position, ${cache.nextPosition - 1})`
-        : `decode step ${newTokens} (position ${cache.nextPosition - 1})`,
-    );
-    const token = sampler.sample(logits, history);
+    let token: number;
+    if (decided.length > 0) token = decided.shift()!;
+    else {
+      checkFiniteLogits(
+        logits,
+        newTokens === 0
+          ? `prefill (the prompt's last position, ${cache.nextPosition - 1})`
+          : `decode step ${newTokens} (position ${cache.nextPosition - 1})`,
+      );
+      token = sampler.sample(logits, history);
+    }
     newTokens++;
     history.push(token);
     if (eos.has(token)) {
@@ -131,13 +156,23 @@ export async function* generateStream(
       break;
     }
     if (newTokens === maxNew) break;
-    if (cache.nextPosition >= context) {
+    // Without a draft this is cache.nextPosition: every token but the one just sampled is in the cache.
+    if (start + newTokens - 1 >= context) {
       finishReason = 'context';
       break;
     }
+    if (decided.length > 0) continue;
+    const k = spec?.decoder.proposalsFor(maxNew - newTokens, history.length) ?? 0;
+    if (k > 0) {
+      decided = spec!.decoder.block(history, k);
+      continue;
+    }
     logits = model.forward([token], cache, { lastOnly: true, observer: session?.observer }).f32;
+    if (spec) spec.decoder.stats.targetForwards++;
     session?.afterDecodeStep();
   }
+  // A block may have run past where generation ended: the cache keeps what plain decoding leaves in it.
+  if (spec && newTokens > 0) cache.trim(start + newTokens - 1);
   const tail = stops.push(decoder.flush()) + stops.flush();
   if (tail) yield { token: -1, text: tail };
   return {
@@ -149,7 +184,45 @@ export async function* generateStream(
     cache,
     cacheBytes: cache.bytes(),
     compression: session?.stats,
+    speculative: spec?.decoder.stats,
   };
+}
+
+/**
+ * The draft's decoder for this generation, after the checks: the same tokenizer, no decoding-time compression, a
+ * draft cache that holds what the target's holds, and a prompt that fits the draft's context too.
+ */
+function speculativeDecoder(
+  lm: LoadedModel,
+  opts: GenerateOptions,
+  cache: KVCache,
+  inCache: number,
+  sampler: Sampler,
+  promptIds: number[],
+): { decoder: SpeculativeDecoder; draftCache: KVCache } {
+  const draft = opts.draft!;
+  checkDraftCompatible(lm, draft.model);
+  checkDraftCompression(opts.compression);
+  checkDraftCompression(opts.session?.plan);
+  if (draft.tokens !== undefined) validateDraftTokens(draft.tokens);
+  check(
+    !opts.cache || draft.cache,
+    'a draft model with a given cache needs the draft cache that holds the same tokens (draft.cache)',
+  );
+  const draftCache = draft.cache ?? newCache(draft.model.config, opts.kvDtype);
+  check(
+    draftCache.nextPosition === cache.nextPosition,
+    () => `the draft cache is at position ${draftCache.nextPosition} and the target's at ${cache.nextPosition}: they must hold the same tokens`,
+  );
+  const draftContext = contextLength(draft.model.config);
+  check(
+    draftCache.nextPosition + inCache <= draftContext,
+    () => `the prompt has ${draftCache.nextPosition + inCache} tokens, more than the draft model's context of ${draftContext}`,
+  );
+  // history[0] (the prompt's first id) sits at this position in both caches.
+  const offset = cache.nextPosition + inCache - promptIds.length;
+  const limits = { targetContext: contextLength(lm.config), draftContext };
+  return { decoder: new SpeculativeDecoder(lm, draft.model, cache, draftCache, sampler, offset, limits, draft.tokens), draftCache };
 }
 
 export async function generate(lm: LoadedModel, promptIds: number[], opts: GenerateOptions = {}): Promise<GenerationResult> {

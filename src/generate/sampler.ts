@@ -50,6 +50,37 @@ export class Sampler {
 
   /** Picks the next token; `history` is every id of the sequence so far (prompt included, as transformers does). */
   sample(logits: Float32Array, history: ArrayLike<number>): number {
+    const c = this.candidates(logits, history);
+    if (typeof c === 'number') return c;
+    const { order, probs } = c;
+    let u = this.random.next();
+    for (let i = 0; i < order.length; i++) {
+      u -= probs[i];
+      if (u < 0) return order[i];
+    }
+    return order[order.length - 1];
+  }
+
+  /**
+   * The distribution `sample` draws from, after the same processors, as probabilities over the whole vocabulary
+   * (one-hot at the argmax when greedy). Speculative decoding compares the target's and the draft's this way, so
+   * that both are processed exactly as plain sampling processes them.
+   */
+  distribution(logits: Float32Array, history: ArrayLike<number>): Float64Array {
+    const c = this.candidates(logits, history);
+    const p = new Float64Array(logits.length);
+    if (typeof c === 'number') p[c] = 1;
+    else c.order.forEach((id, i) => (p[id] = c.probs[i]));
+    return p;
+  }
+
+  /** The next uniform draw in [0, 1) from this sampler's seeded generator (speculative decoding draws from it too). */
+  uniform(): number {
+    return this.random.next();
+  }
+
+  /** The processors applied to `logits`: the greedy token, or the candidates best first with their probabilities. */
+  private candidates(logits: Float32Array, history: ArrayLike<number>): number | { order: number[]; probs: number[] } {
     checkFiniteLogits(logits, 'sampler');
     const scores = Float32Array.from(logits);
     const penalty = this.opts.repetitionPenalty ?? 1;
@@ -83,12 +114,7 @@ export class Sampler {
       order = order.slice(0, keep);
       probs = softmaxOf(scaled, order);
     }
-    let u = this.random.next();
-    for (let i = 0; i < order.length; i++) {
-      u -= probs[i];
-      if (u < 0) return order[i];
-    }
-    return order[order.length - 1];
+    return { order, probs };
   }
 }
 
