@@ -2,7 +2,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { AttentionObserver } from '../../src/backend/backend.js';
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { KVCache } from '../../src/cache/kv-cache.js';
 import type { ModelConfig } from '../../src/models/config.js';
@@ -15,6 +14,7 @@ import { topK, type LayerView, type QueryWindow } from '../../src/presses/press.
 import { CompressionSession } from '../../src/presses/runner.js';
 import { argmax } from '../helpers/argmax.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
+import { watchBlocks } from '../helpers/observer.js';
 
 function view(config: ModelConfig, cache: KVCache, keep: number, queries?: QueryWindow): LayerView {
   const layer = cache.layers[0];
@@ -148,22 +148,17 @@ test('fixture model: compressed after the prompt and at every generated token, p
   // The session's observer already chains the press's own (runner.ts); this one only watches the same blocks to
   // compute each query row's entropy independently, once per query token.
   const ownRow = new Map<string, number>();
-  const observer: AttentionObserver = {
-    queries: (layer, q, positions) => session.observer.queries?.(layer, q, positions),
-    observe: (block) => {
-      session.observer.observe?.(block);
-      const { probs, cols, groupSize, queryPositions } = block;
-      for (let t = 0; t < queryPositions.length; t++) {
-        let h = 0;
-        for (let j = 0; j < groupSize * cols; j++) {
-          const p = probs[(t * groupSize) * cols + j];
-          if (p > 0) h -= p * Math.log(p + 1e-10);
-        }
-        const key = `${block.layer}/${block.kvHead}/${queryPositions[t]}`;
-        ownRow.set(key, (ownRow.get(key) ?? 0) + h);
+  const observer = watchBlocks(session.observer, ({ layer, kvHead, probs, cols, groupSize, queryPositions }) => {
+    for (let t = 0; t < queryPositions.length; t++) {
+      let h = 0;
+      for (let j = 0; j < groupSize * cols; j++) {
+        const p = probs[t * groupSize * cols + j];
+        if (p > 0) h -= p * Math.log(p + 1e-10);
       }
-    },
-  };
+      const key = `${layer}/${kvHead}/${queryPositions[t]}`;
+      ownRow.set(key, (ownRow.get(key) ?? 0) + h);
+    }
+  });
   let logits = prefill(lm.model, cache, ids, { chunkSize: 5, observer, afterChunk: (_, end) => session.afterChunk(end, ids.length) });
   const full = newCache(lm.config);
   prefill(lm.model, full, ids, { chunkSize: 5 });

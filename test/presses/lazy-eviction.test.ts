@@ -2,7 +2,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { AttentionObserver } from '../../src/backend/backend.js';
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { KVCache, type LayerCache } from '../../src/cache/kv-cache.js';
 import type { ModelConfig } from '../../src/models/config.js';
@@ -14,6 +13,7 @@ import { LAZY_LAST, LAZY_MRI, LAZY_SEEN, LazyEvictionPress, lazyImportance } fro
 import { topK, type LayerView } from '../../src/presses/press.js';
 import { argmax } from '../helpers/argmax.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
+import { watchBlocks } from '../helpers/observer.js';
 
 // One layer, one KV head shared by two query heads, head size 2.
 const config = { numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 2 } as ModelConfig;
@@ -132,13 +132,9 @@ test('the official step order: evict every `window` decoding steps, back to the 
   };
   let decodeBlocks = 0;
   let decoding = false;
-  const observer: AttentionObserver = {
-    queries: (layer, q, positions) => session.observer.queries?.(layer, q, positions),
-    observe: (block) => {
-      if (decoding) decodeBlocks++;
-      session.observer.observe?.(block);
-    },
-  };
+  const observer = watchBlocks(session.observer, () => {
+    if (decoding) decodeBlocks++;
+  });
   let logits = prefill(lm.model, cache, ids, { chunkSize: 5, observer, afterChunk: (_, end) => session.afterChunk(end, ids.length) });
   assert.equal(session.stats.compressions, 0);
   const full = newCache(lm.config);
