@@ -8,7 +8,8 @@
  */
 import type { AttentionKernelSpec } from '../attention/kernels/index.js';
 import type { Visibility } from '../attention/visibility.js';
-import type { LayerCache } from '../cache/kv-cache.js';
+import type { CacheShape, KVCache, LayerCache } from '../cache/kv-cache.js';
+import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** A view of attention probabilities that a press may need (recorded by presses/observe.ts). */
@@ -33,6 +34,12 @@ export interface AttentionObserver {
   queries?(layer: number, q: Float32Array, positions: Int32Array): void;
   /** Attention probabilities, block by block (computed only for observers that define this). */
   observe?(block: AttentionBlock): void;
+  /**
+   * Asks the backend to add, where the probabilities are computed, each entry's received attention (summed over the
+   * query rows, every head of the group) into the head statistic `sum`, and into `count` the number of query rows
+   * that could see it causally: the statistics H2O-style presses score by, with no block leaving the device.
+   */
+  accumulate?: { sum: string; count: string };
 }
 
 /**
@@ -86,6 +93,20 @@ export interface Backend {
   concatRows(parts: Tensor[]): Tensor;
   /** Rows [start, end) of a 2-D tensor. */
   sliceRows(x: Tensor, start: number, end: number): Tensor;
+  /**
+   * A new, empty KV cache in this backend's memory (per layer, per KV head, entries with their original positions).
+   * Models ask for one through CausalLM.makeCache; nothing outside the backend touches its storage except through
+   * the ops here and the cache's own append / keep / trim / clone / bytes.
+   */
+  createCache(shape: CacheShape, dtype: DType): KVCache;
+  /** Per KV head of the layer, the L2 norm of every entry's key (key-norm presses). */
+  keyNorms(layer: LayerCache): Float32Array[];
+  /**
+   * The softmax attention of q ([rows × heads·headDim] at `positions`) over the layer, as weights: per KV head,
+   * [rows × groupSize rows (head fastest) × head.length]. What presses that score by a window of recent queries
+   * read (SnapKV, TOVA); a device backend computes it where the cache lives and returns only these weights.
+   */
+  attentionWeights(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Float32Array[];
   /** Appends the rows' keys and values ([rows × kvHeads·headDim]) to the layer's heads at `positions`. */
   appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void;
   /**

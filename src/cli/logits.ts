@@ -11,7 +11,7 @@ import { checkFiniteLogits } from '../generate/finite.js';
 import { allLogits } from '../generate/logits.js';
 import { prefill } from '../generate/prefill.js';
 import { writeFileAtomic } from '../io/files.js';
-import { contextLength, newCache } from '../models/model.js';
+import { contextLength } from '../models/model.js';
 import { CompressionSession } from '../presses/runner.js';
 import { defaultModel, parseCount, parseIds, parseIdText, readInput } from './options.js';
 import { addModelFlags, loadWithFlags, type ModelFlags } from './model-flags.js';
@@ -47,7 +47,7 @@ export function registerLogits(program: Command): void {
     for (const id of all) check(id < vocabSize, `--ids: token id ${id} is outside the vocabulary (0…${vocabSize - 1})`);
     const context = contextLength(lm.config);
     check(all.length <= context, `--ids: ${all.length} tokens, more than the model's context of ${context}`);
-    const cache = newCache(lm.config, kvDtypeFrom(flags));
+    const cache = lm.model.makeCache(kvDtypeFrom(flags));
     let logits: Float32Array;
     if (!flags.questionIds) {
       logits = allLogits(lm.model, cache, ids, flags.prefillChunk);

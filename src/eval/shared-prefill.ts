@@ -78,7 +78,7 @@ function prefillOnce(lm: LoadedModel, key: CellKey, instance: TaskInstance, need
   const whole = prefillsWholePrompt(key);
   const ids = whole ? [...contextIds, ...questionIds] : contextIds;
   const cache = newCache(lm.config);
-  const recorder = new PressRecorder(cache, needs, lm.config.numHeads * lm.config.headDim);
+  const recorder = new PressRecorder(needs, lm.config.numHeads * lm.config.headDim);
   const chunkEnds: number[] = [];
   const t0 = performance.now();
   const lastLogits = prefill(lm.model, cache, ids, {

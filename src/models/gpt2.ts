@@ -7,7 +7,8 @@ import type { KVCache } from '../cache/kv-cache.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { BatchLayout, type SequenceStep } from './batch.js';
-import type { BatchOptions, CausalLM, ForwardOptions } from './model.js';
+import { type BatchOptions, cacheFor, type CausalLM, type ForwardOptions } from './model.js';
+import type { DType } from '../tensor/dtype.js';
 import { transpose, type WeightReader } from './weights.js';
 
 interface Gpt2Layer {
@@ -64,6 +65,10 @@ export class Gpt2Model implements CausalLM {
 
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
     return this.forwardBatch([{ ids, cache, observer: opts.observer, select: opts.select }], opts)[0];
+  }
+
+  makeCache(dtype?: DType): KVCache {
+    return cacheFor(this.config, this.backend, dtype);
   }
 
   forwardBatch(steps: SequenceStep[], opts: BatchOptions = {}): Tensor[] {

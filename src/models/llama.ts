@@ -9,7 +9,8 @@ import { inverseFrequencies, ropeTables } from '../attention/rope.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { BatchLayout, type SequenceStep } from './batch.js';
-import type { BatchOptions, CausalLM, ForwardOptions } from './model.js';
+import { type BatchOptions, cacheFor, type CausalLM, type ForwardOptions } from './model.js';
+import type { DType } from '../tensor/dtype.js';
 import type { WeightReader } from './weights.js';
 
 interface LlamaLayer {
@@ -70,6 +71,10 @@ export class LlamaModel implements CausalLM {
 
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
     return this.forwardBatch([{ ids, cache, observer: opts.observer, select: opts.select }], opts)[0];
+  }
+
+  makeCache(dtype?: DType): KVCache {
+    return cacheFor(this.config, this.backend, dtype);
   }
 
   forwardBatch(steps: SequenceStep[], opts: BatchOptions = {}): Tensor[] {

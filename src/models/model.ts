@@ -45,6 +45,13 @@ export interface CausalLM {
   forward(ids: ArrayLike<number>, cache: KVCache, opts?: ForwardOptions): Tensor;
   /** The same for several sequences at once (each with its own cache, length and position); logits per sequence. */
   forwardBatch(steps: SequenceStep[], opts?: BatchOptions): Tensor[];
+  /** A new, empty cache for one sequence, in the backend's memory (Backend.createCache). */
+  makeCache(dtype?: DType): KVCache;
+}
+
+/** makeCache for a family: the config's cache shape, created by the model's backend. */
+export function cacheFor(config: ModelConfig, backend: Backend, dtype: DType = 'f32'): KVCache {
+  return backend.createCache({ numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim }, dtype);
 }
 
 /** Hooks that zero the output of the given query heads before the output projection (head ablation). */
@@ -99,6 +106,7 @@ export function withHooks(model: CausalLM, hooks: ForwardHooks): CausalLM {
     backend: model.backend,
     forward: (ids, cache, opts = {}) => model.forward(ids, cache, { ...opts, hooks: chainHooks(hooks, opts.hooks) }),
     forwardBatch: (steps, opts = {}) => model.forwardBatch(steps, { ...opts, hooks: chainHooks(hooks, opts.hooks) }),
+    makeCache: (dtype) => model.makeCache(dtype),
   };
 }
 
@@ -119,6 +127,7 @@ export function forwardWithHidden(model: CausalLM, ids: ArrayLike<number>, cache
   return { logits, hidden: hidden! };
 }
 
+/** A host cache of the config's shape (the CPU backend's memory); CausalLM.makeCache asks the model's own backend. */
 export function newCache(config: ModelConfig, dtype: DType = 'f32'): KVCache {
   return new KVCache({ numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim }, dtype);
 }

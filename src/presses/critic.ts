@@ -94,6 +94,7 @@ export class CriticPress implements Press {
   observer(cache: KVCache, next?: AttentionObserver): AttentionObserver {
     return {
       queries: (layer, q, positions) => next?.queries?.(layer, q, positions),
+      accumulate: next?.accumulate,
       observe: (block) => {
         next?.observe?.(block);
         this.record(block, cache);

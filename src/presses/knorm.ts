@@ -9,14 +9,6 @@ export class KnormPress implements Press {
   readonly needs = {};
 
   score(view: LayerView): Float32Array[] {
-    return view.cache.heads.map((head) => {
-      const keys = head.keys(0, head.length);
-      const d = head.headDim;
-      return Float32Array.from({ length: head.length }, (_, i) => {
-        let s = 0;
-        for (let j = 0; j < d; j++) s += keys[i * d + j] ** 2;
-        return -Math.sqrt(s);
-      });
-    });
+    return view.backend.keyNorms(view.cache).map((norms) => norms.map((n) => -n));
   }
 }

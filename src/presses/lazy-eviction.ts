@@ -131,12 +131,16 @@ function headScores(head: HeadStore, now: number): Float32Array {
  */
 export class LazyEvictionObserver implements AttentionObserver {
   private readonly rows: number[] = [];
+  /** The next observer's request that the backend accumulate attention sums, passed on. */
+  readonly accumulate?: { sum: string; count: string };
 
   constructor(
     private readonly press: LazyEvictionPress,
     private readonly cache: KVCache,
     private readonly next?: AttentionObserver,
-  ) {}
+  ) {
+    this.accumulate = next?.accumulate;
+  }
 
   queries(layer: number, q: Float32Array, positions: Int32Array): void {
     this.next?.queries?.(layer, q, positions);

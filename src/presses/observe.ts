@@ -1,10 +1,10 @@
 /**
  * Records, while the model runs, what presses declared they need: a ring of each layer's most recent queries,
  * and per entry the attention it received (sum, and how many query rows contributed) kept as head statistics
- * so that they move with the entries when a head is compacted.
+ * so that they move with the entries when a head is compacted. The attention sums are the backend's to add, where
+ * the probabilities are computed (AttentionObserver.accumulate): no probability block is copied out for them.
  */
-import type { AttentionBlock, AttentionObserver } from '../backend/backend.js';
-import type { KVCache } from '../cache/kv-cache.js';
+import type { AttentionObserver } from '../backend/backend.js';
 import type { PressNeeds, QueryWindow } from './press.js';
 
 export const ATTENTION_SUM = 'attention-sum';
@@ -20,16 +20,15 @@ export type RecordedQueries = readonly (QueryWindow | undefined)[];
 
 export class PressRecorder implements AttentionObserver {
   private readonly windows: (QueryWindow | undefined)[] = [];
-  readonly observe?: (block: AttentionBlock) => void;
+  readonly accumulate?: { sum: string; count: string };
 
   /** `recorded`: continue from another recorder's windows (at least as long as this one's), e.g. a shared prefill's. */
   constructor(
-    private readonly cache: KVCache,
     private readonly needs: PressNeeds,
     private readonly width: number,
     recorded: RecordedQueries = [],
   ) {
-    if (needs.attention) this.observe = (block) => this.accumulate(block);
+    if (needs.attention) this.accumulate = { sum: ATTENTION_SUM, count: ATTENTION_COUNT };
     recorded.forEach((window, layer) => (this.windows[layer] = window && this.lastRows(window)));
   }
 
@@ -64,22 +63,5 @@ export class PressRecorder implements AttentionObserver {
     if (rows <= 0) return undefined;
     const from = window.positions.length - rows;
     return { data: window.data.slice(from * this.width), positions: window.positions.slice(from) };
-  }
-
-  private accumulate(block: AttentionBlock): void {
-    const head = this.cache.layers[block.layer].heads[block.kvHead];
-    const sum = head.stat(ATTENTION_SUM);
-    const count = head.stat(ATTENTION_COUNT);
-    const { probs, cols, groupSize, queryPositions } = block;
-    const entryPositions = head.positions;
-    for (let t = 0; t < queryPositions.length; t++) {
-      for (let j = 0; j < groupSize; j++) {
-        const row = probs.subarray((t * groupSize + j) * cols, (t * groupSize + j + 1) * cols);
-        for (let i = 0; i < cols; i++) sum[i] += row[i];
-      }
-      // A query row counts for every entry it could see (probabilities are zero beyond).
-      const visible = head.visibleUpTo(queryPositions[t]);
-      for (let i = 0; i < Math.min(visible, cols, entryPositions.length); i++) count[i] += groupSize;
-    }
   }
 }

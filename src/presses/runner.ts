@@ -52,7 +52,7 @@ export class CompressionSession {
     const readsAttention = plan.press.needs.attention || (plan.press.needs.queryWindow ?? 0) > 0 || plan.press.observer !== undefined;
     check(kernel.probabilities || !readsAttention,
       `${plan.press.name} scores entries by attention probabilities, and the ${kernel.spec.name} attention kernel has none`);
-    this.recorder = new PressRecorder(cache, plan.press.needs, c.numHeads * c.headDim, recorded);
+    this.recorder = new PressRecorder(plan.press.needs, c.numHeads * c.headDim, recorded);
     this.observer = plan.press.observer?.(cache, this.recorder) ?? this.recorder;
   }
 

@@ -1,7 +1,7 @@
 /**
  * Attention of a layer's buffered recent queries over everything its heads hold, as SnapKV's and TOVA's
  * references recompute it at compression time: causal by original position, softmax in f32 over all visible
- * entries. Runs through the backend's own attention op, so every device computes it the same way.
+ * entries. Runs through the backend's attentionWeights op, so every device computes it where its cache lives.
  */
 import { Tensor } from '../tensor/tensor.js';
 import type { LayerView, QueryWindow } from './press.js';
@@ -10,23 +10,11 @@ import type { LayerView, QueryWindow } from './press.js';
 export function windowAttention(view: LayerView, queries: QueryWindow): Float32Array[] {
   const { config, cache } = view;
   const rows = queries.positions.length;
-  const group = config.numHeads / config.numKvHeads;
-  const out = cache.heads.map((h) => new Float32Array(rows * group * h.length));
-  view.backend.attention(new Tensor([rows, config.numHeads * config.headDim], queries.data), cache, queries.positions, {
+  return view.backend.attentionWeights(new Tensor([rows, config.numHeads * config.headDim], queries.data), cache, queries.positions, {
     layer: view.layer,
     scale: 1 / Math.sqrt(config.headDim),
     window: null,
-    observer: {
-      observe(block) {
-        const length = cache.heads[block.kvHead].length;
-        const first = queries.positions.indexOf(block.queryPositions[0]);
-        for (let r = 0; r < block.queryPositions.length * group; r++) {
-          out[block.kvHead].set(block.probs.subarray(r * block.cols, (r + 1) * block.cols), (first * group + r) * length);
-        }
-      },
-    },
   });
-  return out;
 }
 
 /** Mean over the rows of `probs` ([rows × length]) of columns [0, cols), for the rows of one head. */

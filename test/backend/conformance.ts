@@ -102,6 +102,20 @@ export function conformance(name: string, make: () => Backend, opts: Conformance
         const opts = { layer: 0, scale: 0.3, ...vis };
         close(b.scope(() => b.attention(q, layers[0], qPos, opts)), ref.attention(q, layers[1], qPos, opts), tol, `attention ${dtype} ${JSON.stringify(vis)}`);
       }
+      // Statistics accumulated where the probabilities are computed, and the ops presses score by.
+      const accumulate = { sum: 'sum', count: 'count' };
+      for (const vis of variants.slice(0, 4)) {
+        const opts = { layer: 0, scale: 0.3, ...vis, observer: { accumulate } };
+        b.scope(() => b.attention(q, layers[0], qPos, opts));
+        ref.attention(q, layers[1], qPos, opts);
+      }
+      layers[0].heads.forEach((h, i) => {
+        close(h.stat('sum'), layers[1].heads[i].stat('sum'), tol, `accumulated attention, head ${i}`);
+        assert.deepEqual(Array.from(h.stat('count')), Array.from(layers[1].heads[i].stat('count')));
+      });
+      b.keyNorms(layers[0]).forEach((n, i) => close(n, ref.keyNorms(layers[1])[i], tol, `key norms, head ${i}`));
+      const weights = ref.attentionWeights(q, layers[1], qPos, { layer: 0, scale: 0.3, window: null });
+      b.attentionWeights(q, layers[0], qPos, { layer: 0, scale: 0.3, window: null }).forEach((w, i) => close(w, weights[i], tol, `attention weights, head ${i}`));
     }
   });
 

@@ -29,7 +29,7 @@ test('snapkv from a longer shared query window keeps what its own session keeps'
   prefill(lm.model, own, ids, { chunkSize: 16, observer: session.observer, afterChunk: (_, end) => session.afterChunk(end, ids.length) });
 
   const shared = newCache(lm.config);
-  const recorder = new PressRecorder(shared, { queryWindow: 12, attention: true }, width);
+  const recorder = new PressRecorder({ queryWindow: 12, attention: true }, width);
   prefill(lm.model, shared, ids, { chunkSize: 16, observer: recorder });
   const joined = shared.clone();
   CompressionSession.afterSharedPrefill(plan(), lm.model, joined, recorder.recorded());

@@ -149,7 +149,8 @@ function run(
   const observer = opts.observer;
   const kernel = opts.kernel ?? SOFTMAX;
   const observe = observer?.observe !== undefined;
-  if (observe && kernel.name !== 'softmax') {
+  const accumulate = observer?.accumulate;
+  if ((observe || accumulate) && kernel.name !== 'softmax') {
     throw new Error(`the ${kernel.name} attention kernel has no probabilities for an observer to read`);
   }
   if (opts.tree) checkTree(opts.tree, rows);
@@ -231,12 +232,35 @@ function run(
           cols: full,
         });
       }
+      if (accumulate) addReceived(head, accumulate, scores, n, w, c0, list, positions, t0, t1, group);
       const ob = buf.o.get(n * d);
       matmulNN(scores, values.subarray(c0 * d, cols * d), ob, n, d, w);
       // The group's heads of a token are contiguous in `out` as in `ob`.
       for (let t = t0; t < t1; t++) out.set(ob.subarray((t - t0) * gd, (t - t0 + 1) * gd), t * width + g * gd);
       t0 = t1;
     }
+  }
+}
+
+/**
+ * AttentionObserver.accumulate: each entry's probabilities summed over the block's rows (token-major, then the
+ * group's heads, as an observer summing the blocks would add them) into the `sum` statistic, and the group size into
+ * `count` for every entry each token could see causally.
+ */
+function addReceived(
+  head: LayerCache['heads'][number], names: { sum: string; count: string }, scores: Float32Array, n: number, w: number,
+  c0: number, list: Int32Array | null, positions: Int32Array, t0: number, t1: number, group: number,
+): void {
+  const sum = head.stat(names.sum);
+  const count = head.stat(names.count);
+  for (let r = 0; r < n; r++) {
+    const row = scores.subarray(r * w, (r + 1) * w);
+    if (list) for (let c = 0; c < w; c++) sum[list[c0 + c]] += row[c];
+    else for (let c = 0; c < w; c++) sum[c0 + c] += row[c];
+  }
+  for (let t = t0; t < t1; t++) {
+    const visible = head.visibleUpTo(positions[t]);
+    for (let i = 0; i < visible; i++) count[i] += group;
   }
 }
 

@@ -4,7 +4,9 @@
  * scopes (buffer-pool.ts).
  */
 import type { AttentionOptions, Backend } from '../backend.js';
-import type { LayerCache } from '../../cache/kv-cache.js';
+import { type CacheShape, KVCache, type LayerCache } from '../../cache/kv-cache.js';
+import type { DType } from '../../tensor/dtype.js';
+import { hostKeyNorms, weightsFromObserver } from '../observed-weights.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { swiglu } from './activation/swiglu.js';
 import { BufferPool } from './buffer-pool.js';
@@ -120,6 +122,18 @@ export class CpuBackend implements Backend {
     const out = this.pool.alloc((end - start) * cols);
     out.set(x.f32.subarray(start * cols, end * cols));
     return new Tensor([end - start, cols], out);
+  }
+
+  createCache(shape: CacheShape, dtype: DType): KVCache {
+    return new KVCache(shape, dtype);
+  }
+
+  keyNorms(layer: LayerCache): Float32Array[] {
+    return hostKeyNorms(layer);
+  }
+
+  attentionWeights(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Float32Array[] {
+    return weightsFromObserver(this, q, layer, positions, opts);
   }
 
   appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void {

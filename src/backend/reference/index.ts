@@ -7,7 +7,9 @@
  */
 import { referenceAttention } from '../../attention/reference.js';
 import { applyRope } from '../../attention/rope.js';
-import type { LayerCache } from '../../cache/kv-cache.js';
+import { type CacheShape, KVCache, type LayerCache } from '../../cache/kv-cache.js';
+import type { DType } from '../../tensor/dtype.js';
+import { hostKeyNorms, weightsFromObserver } from '../observed-weights.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { AttentionOptions, Backend } from '../backend.js';
 
@@ -132,6 +134,18 @@ export class ReferenceBackend implements Backend {
     return new Tensor([end - start, x.cols], x.f32.slice(start * x.cols, end * x.cols));
   }
 
+  createCache(shape: CacheShape, dtype: DType): KVCache {
+    return new KVCache(shape, dtype);
+  }
+
+  keyNorms(layer: LayerCache): Float32Array[] {
+    return hostKeyNorms(layer);
+  }
+
+  attentionWeights(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Float32Array[] {
+    return weightsFromObserver(this, q, layer, positions, opts);
+  }
+
   appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void {
     const d = layer.heads[0].headDim;
     layer.heads.forEach((head, h) => head.append(k.f32, v.f32, positions, h * d, layer.heads.length * d));
@@ -140,6 +154,22 @@ export class ReferenceBackend implements Backend {
   attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor {
     const numHeads = q.size / positions.length / layer.heads[0].headDim;
     const { out, weights } = referenceAttention(q.f32, numHeads, layer, positions, opts);
+    const acc = opts.observer?.accumulate;
+    if ((opts.observer?.observe || acc) && (opts.kernel?.name ?? 'softmax') !== 'softmax') {
+      throw new Error(`the ${opts.kernel!.name} attention kernel has no probabilities for an observer to read`);
+    }
+    if (acc) {
+      const group = numHeads / layer.heads.length;
+      layer.heads.forEach((head, g) => {
+        const sum = head.stat(acc.sum);
+        const count = head.stat(acc.count);
+        for (let t = 0; t < positions.length; t++) {
+          for (let j = 0; j < group; j++) weights[g * group + j][t].forEach((x, i) => (sum[i] += x));
+          const visible = head.visibleUpTo(positions[t]);
+          for (let i = 0; i < visible; i++) count[i] += group;
+        }
+      });
+    }
     if (opts.observer?.observe) {
       if ((opts.kernel?.name ?? 'softmax') !== 'softmax') throw new Error(`the ${opts.kernel!.name} attention kernel has no probabilities for an observer to read`);
       const group = numHeads / layer.heads.length;
