@@ -63,6 +63,16 @@ export interface Backend {
    * per layer, so that each layer reuses the previous layer's buffers. Outside any scope every op allocates anew.
    */
   scope<R extends Tensor | Tensor[] | void>(fn: () => R): R;
+  /**
+   * A weight handed over in its stored dtype (f32, f16 or bf16, host memory, as the checkpoint holds it), returned
+   * as this backend computes with it: the CPU widens 16-bit weights to f32 once here; a device backend uploads them.
+   * Models pass every weight through this once, at load.
+   */
+  weight(stored: Tensor): Tensor;
+  /** The f32 values of a tensor this backend made, on the host (a view on host backends; a copy from a device). */
+  read(t: Tensor): Float32Array;
+  /** A tensor of this backend holding `data` ([shape], f32). */
+  upload(shape: readonly number[], data: Float32Array): Tensor;
   /** y = x · weightᵀ (+ bias): x [rows × in], weight [out × in] as Hugging Face stores Linear layers. */
   linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor;
   /** Rows of `table` picked by id. */

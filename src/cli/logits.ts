@@ -58,7 +58,7 @@ export function registerLogits(program: Command): void {
         observer: session?.observer,
         afterChunk: (_, end) => session?.afterChunk(end, ids.length),
       });
-      logits = lm.model.forward(flags.questionIds, cache).f32;
+      logits = lm.model.backend.read(lm.model.forward(flags.questionIds, cache));
     }
     const firstPosition = flags.questionIds ? ids.length : 0;
     checkFiniteLogits(logits, (row) => `logits row ${row - firstPosition} (position ${row}), not written to ${flags.out}`, vocabSize, firstPosition);

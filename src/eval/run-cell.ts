@@ -14,7 +14,6 @@ import { forwardChunks } from '../generate/chunks.js';
 import { generate } from '../generate/generate.js';
 import { prefill } from '../generate/prefill.js';
 import type { LoadedModel } from '../models/load.js';
-import { newCache } from '../models/model.js';
 import { createPress, pressEntry, resolveOptions } from '../presses/registry.js';
 import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
 import { scoreAll, scorePart } from './scoring.js';
@@ -66,7 +65,7 @@ export function promptParts(lm: LoadedModel, instance: TaskInstance): { contextI
 export async function runGeneration(lm: LoadedModel, key: CellKey, instance: TaskInstance): Promise<GenerationRun> {
   const { contextIds, questionIds } = promptParts(lm, instance);
   const plan = planOf(key);
-  const cache = newCache(lm.config);
+  const cache = lm.model.makeCache();
   const probe = new MemoryProbe();
   const afterPrefillChunk = () => probe.sample(cache.bytes());
   const t0 = performance.now();
@@ -128,7 +127,7 @@ export function generationMetrics(
 function runPerplexity(lm: LoadedModel, key: CellKey, instance: PerplexityInstance): CellMetrics {
   const ids = lm.tokenizer.encode(instance.text).slice(0, instance.contextLength);
   const plan = planOf(key);
-  const cache = newCache(lm.config);
+  const cache = lm.model.makeCache();
   const session = plan ? new CompressionSession({ ...plan, during: 'chunks' }, lm.model, cache) : undefined;
   const probe = new MemoryProbe();
   const vocab = lm.config.vocabSize;
@@ -136,7 +135,7 @@ function runPerplexity(lm: LoadedModel, key: CellKey, instance: PerplexityInstan
   let counted = 0;
   const t0 = performance.now();
   forwardChunks(lm.model, cache, ids, key.prefillChunk, { observer: session?.observer }, (chunk, start, end) => {
-    const logits = chunk.f32;
+    const logits = lm.model.backend.read(chunk);
     // Row t predicts token t + 1 (the last row of a chunk predicts the next chunk's first token).
     for (let t = start; t < Math.min(end, ids.length - 1); t++) {
       const row = logits.subarray((t - start) * vocab, (t - start + 1) * vocab);

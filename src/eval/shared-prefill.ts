@@ -11,7 +11,6 @@ import type { KVCache } from '../cache/kv-cache.js';
 import { generate } from '../generate/generate.js';
 import { prefill } from '../generate/prefill.js';
 import type { LoadedModel } from '../models/load.js';
-import { newCache } from '../models/model.js';
 import { PressRecorder, type RecordedQueries, recordedStats } from '../presses/observe.js';
 import type { PressNeeds } from '../presses/press.js';
 import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
@@ -77,7 +76,7 @@ function prefillOnce(lm: LoadedModel, key: CellKey, instance: TaskInstance, need
   const { contextIds, questionIds } = promptParts(lm, instance);
   const whole = prefillsWholePrompt(key);
   const ids = whole ? [...contextIds, ...questionIds] : contextIds;
-  const cache = newCache(lm.config);
+  const cache = lm.model.makeCache();
   const recorder = new PressRecorder(needs, lm.config.numHeads * lm.config.headDim);
   const chunkEnds: number[] = [];
   const t0 = performance.now();

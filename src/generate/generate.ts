@@ -10,7 +10,7 @@ import type { KVCache } from '../cache/kv-cache.js';
 import type { DType } from '../tensor/dtype.js';
 import { type CompressionPlan, CompressionSession, type CompressionStats } from '../presses/runner.js';
 import type { LoadedModel } from '../models/load.js';
-import { contextLength, newCache } from '../models/model.js';
+import { contextLength } from '../models/model.js';
 import { checkFiniteLogits } from './finite.js';
 import { prefill, type PrefillOptions } from './prefill.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
@@ -90,7 +90,7 @@ export async function* generateStream(
   for (const id of promptIds) {
     check(Number.isInteger(id) && id >= 0 && id < vocab, `token id ${id} is outside the vocabulary (0…${vocab - 1})`);
   }
-  const cache = opts.cache ?? newCache(config, opts.kvDtype);
+  const cache = opts.cache ?? model.makeCache(opts.kvDtype);
   const inCache = opts.prefilledLogits ? 0 : promptIds.length;
   check(
     cache.nextPosition + inCache <= context,
@@ -167,7 +167,7 @@ export async function* generateStream(
       decided = spec!.decoder.block(history, k);
       continue;
     }
-    logits = model.forward([token], cache, { lastOnly: true, observer: session?.observer }).f32;
+    logits = model.backend.read(model.forward([token], cache, { lastOnly: true, observer: session?.observer }));
     if (spec) spec.decoder.stats.targetForwards++;
     session?.afterDecodeStep();
   }
@@ -209,7 +209,7 @@ function speculativeDecoder(
     !opts.cache || draft.cache,
     'a draft model with a given cache needs the draft cache that holds the same tokens (draft.cache)',
   );
-  const draftCache = draft.cache ?? newCache(draft.model.config, opts.kvDtype);
+  const draftCache = draft.cache ?? draft.model.model.makeCache(opts.kvDtype);
   check(
     draftCache.nextPosition === cache.nextPosition,
     () => `the draft cache is at position ${draftCache.nextPosition} and the target's at ${cache.nextPosition}: they must hold the same tokens`,

@@ -7,6 +7,6 @@ import { DEFAULT_PREFILL_CHUNK } from './prefill.js';
 export function allLogits(model: CausalLM, cache: KVCache, ids: number[], chunkSize = DEFAULT_PREFILL_CHUNK): Float32Array {
   const vocab = model.config.vocabSize;
   const out = new Float32Array(ids.length * vocab);
-  forwardChunks(model, cache, ids, chunkSize, {}, (logits, start) => out.set(logits.f32, start * vocab));
+  forwardChunks(model, cache, ids, chunkSize, {}, (logits, start) => out.set(model.backend.read(logits), start * vocab));
   return out;
 }

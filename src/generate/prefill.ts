@@ -25,7 +25,7 @@ export function prefill(model: CausalLM, cache: KVCache, ids: ArrayLike<number>,
   // Only the last position's logits are used: earlier chunks skip the lm head's other rows too.
   forwardChunks(model, cache, ids, chunk, { lastOnly: true, observer: opts.observer }, (logits, _, end) => {
     opts.afterChunk?.(cache, end);
-    if (end === ids.length) last = logits.f32;
+    if (end === ids.length) last = model.backend.read(logits);
   });
   return last!;
 }

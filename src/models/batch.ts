@@ -62,9 +62,10 @@ export class BatchLayout {
       const slice = (t: Tensor) => (one ? t : b.sliceRows(t, lo, hi));
       const cache = s.cache.layers[layer];
       const qs = slice(q);
-      s.observer?.queries?.(layer, qs.f32, this.positions[i]);
+      const hostQ = s.observer?.queries || s.select ? b.read(qs) : undefined;
+      if (hostQ) s.observer?.queries?.(layer, hostQ, this.positions[i]);
       b.appendKv(cache, slice(k), slice(v), this.positions[i]);
-      const entries = s.select?.(layer, qs.f32, this.positions[i], cache);
+      const entries = s.select?.(layer, hostQ!, this.positions[i], cache);
       return b.attention(qs, cache, this.positions[i], { layer, ...opts, observer: s.observer, entries });
     });
     return parts.length === 1 ? parts[0] : b.concatRows(parts);

@@ -39,8 +39,10 @@ export class Gpt2Model implements CausalLM {
     const c = config;
     const n = c.hiddenSize;
     const prefix = weights.has('transformer.wte.weight') ? 'transformer.' : '';
-    const get = (name: string, shape: number[]) => weights.get(prefix + name, shape);
-    const conv = (name: string, inDim: number, outDim: number) => transpose(get(`${name}.weight`, [inDim, outDim]));
+    // Weights come as stored (16-bit or f32) and go to the backend finished (transposed first), once each.
+    const get = (name: string, shape: number[]) => backend.weight(weights.get(prefix + name, shape));
+    const conv = (name: string, inDim: number, outDim: number) =>
+      backend.weight(transpose(weights.get(`${prefix}${name}.weight`, [inDim, outDim])));
     const norm = (name: string): [Tensor, Tensor] => [get(`${name}.weight`, [n]), get(`${name}.bias`, [n])];
     this.wte = get('wte.weight', [c.vocabSize, n]);
     this.wpe = get('wpe.weight', [c.maxPositions, n]);
@@ -60,7 +62,7 @@ export class Gpt2Model implements CausalLM {
       };
     });
     this.lnF = norm('ln_f');
-    this.lmHead = weights.has('lm_head.weight') && !c.tieEmbeddings ? weights.get('lm_head.weight', [c.vocabSize, n]) : this.wte;
+    this.lmHead = weights.has('lm_head.weight') && !c.tieEmbeddings ? backend.weight(weights.get('lm_head.weight', [c.vocabSize, n])) : this.wte;
   }
 
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {

@@ -40,33 +40,36 @@ export class LlamaModel implements CausalLM {
     const c = config;
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
-    this.embed = weights.get('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+    // Weights come as stored (16-bit or f32) and go to the backend finished: stacked first, then handed over once.
+    const w = (t: Tensor) => backend.weight(t);
+    const opt = (t: Tensor | undefined) => (t ? w(t) : undefined);
+    this.embed = w(weights.get('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]));
     this.layers = Array.from({ length: c.numLayers }, (_, i) => {
       const p = `model.layers.${i}.`;
       const a = `${p}self_attn.`;
       const proj = (n: string, rows: number) => weights.get(`${a}${n}_proj.weight`, [rows, c.hiddenSize]);
       const bias = (n: string, rows: number) => weights.get(`${a}${n}_proj.bias`, [rows]);
       return {
-        inputNorm: weights.get(`${p}input_layernorm.weight`, [c.hiddenSize]),
-        qkv: weights.stackRows([proj('q', qDim), proj('k', kvDim), proj('v', kvDim)]),
-        qkvBias: c.qkvBias ? weights.stackRows([bias('q', qDim), bias('k', kvDim), bias('v', kvDim)]) : undefined,
-        qNorm: c.qkNorm ? weights.get(`${a}q_norm.weight`, [c.headDim]) : undefined,
-        kNorm: c.qkNorm ? weights.get(`${a}k_norm.weight`, [c.headDim]) : undefined,
-        o: weights.get(`${a}o_proj.weight`, [c.hiddenSize, qDim]),
-        oBias: c.outBias ? weights.get(`${a}o_proj.bias`, [c.hiddenSize]) : undefined,
-        postNorm: weights.get(`${p}post_attention_layernorm.weight`, [c.hiddenSize]),
-        gateUp: weights.stackRows([
+        inputNorm: w(weights.get(`${p}input_layernorm.weight`, [c.hiddenSize])),
+        qkv: w(weights.stackRows([proj('q', qDim), proj('k', kvDim), proj('v', kvDim)])),
+        qkvBias: opt(c.qkvBias ? weights.stackRows([bias('q', qDim), bias('k', kvDim), bias('v', kvDim)]) : undefined),
+        qNorm: opt(c.qkNorm ? weights.get(`${a}q_norm.weight`, [c.headDim]) : undefined),
+        kNorm: opt(c.qkNorm ? weights.get(`${a}k_norm.weight`, [c.headDim]) : undefined),
+        o: w(weights.get(`${a}o_proj.weight`, [c.hiddenSize, qDim])),
+        oBias: opt(c.outBias ? weights.get(`${a}o_proj.bias`, [c.hiddenSize]) : undefined),
+        postNorm: w(weights.get(`${p}post_attention_layernorm.weight`, [c.hiddenSize])),
+        gateUp: w(weights.stackRows([
           weights.get(`${p}mlp.gate_proj.weight`, [c.intermediateSize, c.hiddenSize]),
           weights.get(`${p}mlp.up_proj.weight`, [c.intermediateSize, c.hiddenSize]),
-        ]),
-        down: weights.get(`${p}mlp.down_proj.weight`, [c.hiddenSize, c.intermediateSize]),
+        ])),
+        down: w(weights.get(`${p}mlp.down_proj.weight`, [c.hiddenSize, c.intermediateSize])),
       };
     });
-    this.norm = weights.get('model.norm.weight', [c.hiddenSize]);
+    this.norm = w(weights.get('model.norm.weight', [c.hiddenSize]));
     this.lmHead =
       c.tieEmbeddings && !weights.has('lm_head.weight')
         ? this.embed
-        : weights.get('lm_head.weight', [c.vocabSize, c.hiddenSize]);
+        : w(weights.get('lm_head.weight', [c.vocabSize, c.hiddenSize]));
   }
 
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {

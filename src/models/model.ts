@@ -9,8 +9,8 @@ import type { SelectEntries, SequenceStep } from './batch.js';
 
 /**
  * Where code may read and change a forward as it runs (circuit studies: ablation, activation patching, probes).
- * Each hook gets a tensor that is valid during the call only (copy what you keep, with backend ops or `.f32` on a
- * host backend) and may return a tensor of the same shape to replace it. Rows are the batch's rows in order (one
+ * Each hook gets a tensor that is valid during the call only (copy what you keep: Backend.read, or backend
+ * ops) and may return a tensor of the same shape to replace it. Rows are the batch's rows in order (one
  * sequence: its new tokens). Layers and heads count from 0; query heads, not KV heads.
  */
 export interface ForwardHooks {
@@ -119,7 +119,7 @@ export function forwardWithHidden(model: CausalLM, ids: ArrayLike<number>, cache
       ...opts.hooks,
       final(h) {
         const replaced = opts.hooks?.final?.(h) ?? h;
-        hidden = replaced.f32.slice();
+        hidden = model.backend.read(replaced).slice();
         return replaced;
       },
     },

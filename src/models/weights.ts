@@ -1,6 +1,11 @@
-/** Reads named weights out of a checkpoint as f32 tensors, with shape checks and clear errors. */
+/**
+ * Reads named weights out of a checkpoint in their stored dtype (f32, f16 or bf16: F64 is narrowed to f32), with
+ * shape checks and clear errors. The model hands each finished weight to its backend (Backend.weight), which widens
+ * it, or keeps it 16-bit, or uploads it, as that backend computes.
+ */
 import { AttendError } from '../errors.js';
 import type { SafetensorsArchive } from '../io/safetensors.js';
+import { widen } from '../tensor/dtype.js';
 import { Tensor } from '../tensor/tensor.js';
 
 /**
@@ -41,7 +46,7 @@ export class WeightReader {
     return this.archive.has(name);
   }
 
-  /** The tensor `name` widened to f32; its shape must equal `shape`. */
+  /** The tensor `name` as stored; its shape must equal `shape`. */
   get(name: string, shape: number[]): Tensor {
     if (!this.archive.has(name)) throw new AttendError(`${this.source}: missing tensor "${name}"`);
     const entry = this.archive.entry(name);
@@ -51,15 +56,16 @@ export class WeightReader {
       );
     }
     if (this.shapesOnly) return placeholder(shape);
-    const data = this.archive.readF32(name);
-    const bad = firstNonFinite(data);
+    const t = this.archive.read(name);
+    const bad = t.data instanceof Float32Array ? firstNonFinite(t.data) : firstNonFiniteHalf(t.dtype as 'f16' | 'bf16', t.data);
     if (bad >= 0) {
       const index = unravel(bad, shape);
+      const value = t.data instanceof Float32Array ? t.data[bad] : widen(t.dtype as 'f16' | 'bf16', t.data.subarray(bad, bad + 1))[0];
       throw new AttendError(
-        `${entry.file}: tensor "${name}" holds ${data[bad]} at [${index.join(', ')}] (element ${bad} of ${data.length}); the checkpoint is corrupt (weights must be finite)`,
+        `${entry.file}: tensor "${name}" holds ${value} at [${index.join(', ')}] (element ${bad} of ${t.data.length}); the checkpoint is corrupt (weights must be finite)`,
       );
     }
-    return new Tensor(shape, data);
+    return t.data instanceof Float32Array ? new Tensor(shape, t.data) : new Tensor(shape, t.data, t.dtype as 'f16' | 'bf16');
   }
 
   /** Rows of several tensors stacked into one, so that one matrix product computes them all. */
@@ -68,14 +74,18 @@ export class WeightReader {
       const rows = parts.reduce((n, p) => n + p.shape[0], 0);
       return placeholder(parts[0].shape.length === 1 ? [rows] : [rows, parts[0].cols]);
     }
-    const data = new Float32Array(parts.reduce((n, p) => n + p.size, 0));
+    // One dtype for the stack: the parts' own if they agree (a checkpoint's usually do), else all widened to f32.
+    const same = parts.every((p) => p.dtype === parts[0].dtype);
+    const size = parts.reduce((n, p) => n + p.size, 0);
+    const data = same && parts[0].dtype !== 'f32' ? new Uint16Array(size) : new Float32Array(size);
     let offset = 0;
     for (const p of parts) {
-      data.set(p.f32, offset);
+      if (data instanceof Uint16Array) data.set(p.data as Uint16Array, offset);
+      else data.set(asF32(p), offset);
       offset += p.size;
     }
-    const shape = parts[0].shape.length === 1 ? [data.length] : [data.length / parts[0].cols, parts[0].cols];
-    return new Tensor(shape, data);
+    const shape = parts[0].shape.length === 1 ? [size] : [size / parts[0].cols, parts[0].cols];
+    return data instanceof Uint16Array ? new Tensor(shape, data, parts[0].dtype as 'f16' | 'bf16') : new Tensor(shape, data);
   }
 }
 
@@ -98,6 +108,18 @@ export function firstNonFinite(data: Float32Array): number {
   return -1;
 }
 
+/** Index of the first NaN or ±Infinity among 16-bit words (exponent bits all ones), or -1. */
+export function firstNonFiniteHalf(dtype: 'f16' | 'bf16', data: Uint16Array): number {
+  const mask = dtype === 'f16' ? 0x7c00 : 0x7f80;
+  for (let i = 0; i < data.length; i++) if ((data[i] & mask) === mask) return i;
+  return -1;
+}
+
+/** f32 values of a stored tensor (a view for f32 storage, a widened copy for 16-bit). */
+export function asF32(t: Tensor): Float32Array {
+  return t.data instanceof Float32Array ? t.data : widen(t.dtype as 'f16' | 'bf16', t.data);
+}
+
 /** The multi-index of flat element `i` in a row-major tensor of `shape`. */
 function unravel(i: number, shape: readonly number[]): number[] {
   const out = new Array<number>(shape.length);
@@ -112,8 +134,8 @@ function unravel(i: number, shape: readonly number[]): number[] {
 export function transpose(t: Tensor): Tensor {
   const [r, c] = t.shape;
   if (placeholders.has(t)) return placeholder([c, r]);
-  const src = t.f32;
-  const out = new Float32Array(t.size);
+  const src = t.data;
+  const out = src instanceof Float32Array ? new Float32Array(t.size) : new Uint16Array(t.size);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
-  return new Tensor([c, r], out);
+  return out instanceof Float32Array ? new Tensor([c, r], out) : new Tensor([c, r], out, t.dtype as 'f16' | 'bf16');
 }

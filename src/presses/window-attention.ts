@@ -10,7 +10,7 @@ import type { LayerView, QueryWindow } from './press.js';
 export function windowAttention(view: LayerView, queries: QueryWindow): Float32Array[] {
   const { config, cache } = view;
   const rows = queries.positions.length;
-  return view.backend.attentionWeights(new Tensor([rows, config.numHeads * config.headDim], queries.data), cache, queries.positions, {
+  return view.backend.attentionWeights(view.backend.upload([rows, config.numHeads * config.headDim], queries.data), cache, queries.positions, {
     layer: view.layer,
     scale: 1 / Math.sqrt(config.headDim),
     window: null,

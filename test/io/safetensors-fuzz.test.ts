@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AttendError } from '../../src/errors.js';
 import { SafetensorsArchive } from '../../src/io/safetensors.js';
-import { WeightReader } from '../../src/models/weights.js';
+import { asF32, WeightReader } from '../../src/models/weights.js';
 import { narrow } from '../../src/tensor/dtype.js';
 import { Random } from '../../src/generate/random.js';
 
@@ -188,7 +188,7 @@ function outcome(file: string): 'valid' | 'error' {
       if (FLOAT.has(e.dtype)) {
         const t = weights.get(name, e.shape);
         if (t.size !== elements) throw new Error(`contract: '${name}' read ${t.size} elements, shape says ${elements}`);
-        if (!t.f32.every(Number.isFinite)) throw new Error(`contract: '${name}' loaded with non-finite values`);
+        if (!asF32(t).every(Number.isFinite)) throw new Error(`contract: '${name}' loaded with non-finite values`);
       } else if (st.readBytes(name).length !== e.end - e.begin) throw new Error(`contract: '${name}' read a wrong byte count`);
     }
     if (8 + headerLen + bytes !== size) throw new Error(`contract: tensors cover ${bytes} bytes of a ${size - 8 - headerLen}-byte data section`);

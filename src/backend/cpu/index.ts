@@ -7,6 +7,7 @@ import type { AttentionOptions, Backend } from '../backend.js';
 import { type CacheShape, KVCache, type LayerCache } from '../../cache/kv-cache.js';
 import type { DType } from '../../tensor/dtype.js';
 import { hostKeyNorms, weightsFromObserver } from '../observed-weights.js';
+import { asF32 } from '../../models/weights.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { swiglu } from './activation/swiglu.js';
 import { BufferPool } from './buffer-pool.js';
@@ -22,6 +23,18 @@ export class CpuBackend implements Backend {
 
   scope<R extends Tensor | Tensor[] | void>(fn: () => R): R {
     return this.pool.scope(fn);
+  }
+
+  weight(stored: Tensor): Tensor {
+    return stored.dtype === 'f32' ? stored : new Tensor(stored.shape, asF32(stored));
+  }
+
+  read(t: Tensor): Float32Array {
+    return t.f32;
+  }
+
+  upload(shape: readonly number[], data: Float32Array): Tensor {
+    return new Tensor(shape, data);
   }
 
   linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {

@@ -10,6 +10,7 @@ import { applyRope } from '../../attention/rope.js';
 import { type CacheShape, KVCache, type LayerCache } from '../../cache/kv-cache.js';
 import type { DType } from '../../tensor/dtype.js';
 import { hostKeyNorms, weightsFromObserver } from '../observed-weights.js';
+import { asF32 } from '../../models/weights.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { AttentionOptions, Backend } from '../backend.js';
 
@@ -20,6 +21,18 @@ export class ReferenceBackend implements Backend {
 
   scope<R extends Tensor | Tensor[] | void>(fn: () => R): R {
     return fn();
+  }
+
+  weight(stored: Tensor): Tensor {
+    return stored.dtype === 'f32' ? stored : new Tensor(stored.shape, asF32(stored));
+  }
+
+  read(t: Tensor): Float32Array {
+    return t.f32;
+  }
+
+  upload(shape: readonly number[], data: Float32Array): Tensor {
+    return new Tensor(shape, data);
   }
 
   linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
