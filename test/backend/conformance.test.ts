@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
-import { cpuBackend } from '../../src/backend/cpu/index.js';
+import { CpuBackend, cpuBackend } from '../../src/backend/cpu/index.js';
+import { matmulBackendInfo } from '../../src/backend/cpu/matmul.js';
 import { ReferenceBackend } from '../../src/backend/reference/index.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { conformance } from './conformance.js';
@@ -11,6 +12,15 @@ const parity = new URL('../fixtures/parity/', import.meta.url).pathname;
 const models = readdirSync(parity, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => parity + d.name);
 
 conformance('cpu', () => cpuBackend, { models: [...models, new URL('../../models/attend-mini', import.meta.url).pathname] });
+// Kernel paths are a backend's own: a second CPU backend on the plain-JavaScript paths, in the same process.
+conformance('cpu (js matmul, js softmax)', () => new CpuBackend({ matmul: 'js', softmax: 'js' }), { models: models.slice(0, 2) });
+
+test("a backend's own paths leave the process default alone; an unknown path fails in one line", () => {
+  const before = matmulBackendInfo().name;
+  new CpuBackend({ matmul: 'js' }).linear(new Tensor([1, 2], Float32Array.from([1, 2])), new Tensor([1, 2], Float32Array.from([3, 4])));
+  assert.equal(matmulBackendInfo().name, before);
+  assert.throws(() => new CpuBackend({ matmul: 'cuda' as never }), /matmul path 'cuda' is not available/);
+});
 
 test('the reference backend computes what it states: worked values', () => {
   const r = new ReferenceBackend();

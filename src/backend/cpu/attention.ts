@@ -19,8 +19,8 @@
  */
 import type { AttentionOptions } from '../backend.js';
 import type { LayerCache } from '../../cache/kv-cache.js';
-import { matmulNN, matmulTransB, onCallingThread } from './matmul.js';
-import { acquireWorkspace, releaseWorkspace } from './attention/softmax.js';
+import { type MatmulPath, matmulNN, matmulTransB, onCallingThread } from './matmul.js';
+import { acquireWorkspace, releaseWorkspace, type SoftmaxPath } from './attention/softmax.js';
 import { widenHalf } from './convert/half.js';
 import type { DType } from '../../tensor/dtype.js';
 import { SOFTMAX } from '../../attention/kernels/index.js';
@@ -100,6 +100,12 @@ function asF32(dtype: DType, rows: Float32Array | Uint16Array, scratch: Scratch)
   return widenHalf(dtype as 'f16' | 'bf16', rows, scratch.get(rows.length));
 }
 
+/** Kernel paths of one CpuBackend; absent ones are the process defaults (ATTEND_MATMUL, ATTEND_SOFTMAX). */
+export interface CpuPaths {
+  matmul?: MatmulPath;
+  softmax?: SoftmaxPath;
+}
+
 export function attention(
   q: Float32Array,
   rows: number,
@@ -108,20 +114,21 @@ export function attention(
   positions: Int32Array,
   opts: AttentionOptions,
   out: Float32Array,
+  paths: CpuPaths = {},
 ): void {
   if (rows === 0) return;
   // Re-entry (an observer calling attention) gets its own buffers.
   const buf = free.pop() ?? newBuffers();
-  const ws = acquireWorkspace();
+  const ws = acquireWorkspace(paths.softmax);
   try {
-    const go = () => run(q, rows, numHeads, layer, positions, opts, out, buf, ws);
+    const go = () => run(q, rows, numHeads, layer, positions, opts, out, buf, ws, paths.matmul);
     // Decode-sized calls over a 16-bit cache multiply the scratch this thread has just widened: keep OpenBLAS on it.
     const m = rows * (numHeads / Math.max(1, layer.heads.length));
     if (layer.heads[0]?.dtype !== 'f32' && m <= SMALL_M) onCallingThread(go);
     else go();
   } finally {
     free.push(buf);
-    releaseWorkspace(ws);
+    releaseWorkspace(ws, paths.softmax);
   }
 }
 
@@ -138,6 +145,7 @@ function run(
   out: Float32Array,
   buf: Buffers,
   ws: ReturnType<typeof acquireWorkspace>,
+  path: MatmulPath | undefined,
 ): void {
   const numKvHeads = layer.heads.length;
   const group = numHeads / numKvHeads;
@@ -207,7 +215,7 @@ function run(
         }
       }
       const scores = block.scores;
-      if (w > 0) matmulTransB(qb, keys.subarray(c0 * d, cols * d), scores, n, w, d, { reuseB: false });
+      if (w > 0) matmulTransB(qb, keys.subarray(c0 * d, cols * d), scores, n, w, d, { reuseB: false, path });
       if (kernel.name === 'softmax') {
         if (treeCols) maskTree(scores, w, c0, t0, t1, group, los, his, treeCols, opts.tree!.parents, MASKED);
         block.run();
@@ -234,7 +242,7 @@ function run(
       }
       if (accumulate) addReceived(head, accumulate, scores, n, w, c0, list, positions, t0, t1, group);
       const ob = buf.o.get(n * d);
-      matmulNN(scores, values.subarray(c0 * d, cols * d), ob, n, d, w);
+      matmulNN(scores, values.subarray(c0 * d, cols * d), ob, n, d, w, path);
       // The group's heads of a token are contiguous in `out` as in `ob`.
       for (let t = t0; t < t1; t++) out.set(ob.subarray((t - t0) * gd, (t - t0 + 1) * gd), t * width + g * gd);
       t0 = t1;

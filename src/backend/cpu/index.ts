@@ -11,15 +11,27 @@ import { asF32 } from '../../models/weights.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { swiglu } from './activation/swiglu.js';
 import { BufferPool } from './buffer-pool.js';
-import { attention } from './attention.js';
+import { attention, type CpuPaths } from './attention.js';
+import { wasmSoftmaxError } from './attention/softmax.js';
+import { check } from '../../errors.js';
 import * as ew from './elementwise.js';
-import { matmulTransB } from './matmul.js';
+import { matmulPathError, matmulTransB } from './matmul.js';
 import { addRmsNorm, rmsNorm } from './norm/rms-norm.js';
 import { rope } from './rope/rope.js';
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   private readonly pool = new BufferPool();
+
+  /**
+   * `paths`: this backend's own kernel paths (matmul 'openblas' | 'wasm-simd' | 'js', softmax 'wasm' | 'js'), so two
+   * backends in one process can run different paths (a benchmark or a test against another path); absent ones
+   * follow the process default (ATTEND_MATMUL, ATTEND_SOFTMAX). An unavailable path fails here, in one line.
+   */
+  constructor(readonly paths: CpuPaths = {}) {
+    if (paths.matmul) check(matmulPathError(paths.matmul) === undefined, () => `matmul path '${paths.matmul}' is not available: ${matmulPathError(paths.matmul!)}`);
+    if (paths.softmax === 'wasm') check(wasmSoftmaxError() === undefined, () => `softmax path 'wasm' is not available: ${wasmSoftmaxError()}`);
+  }
 
   scope<R extends Tensor | Tensor[] | void>(fn: () => R): R {
     return this.pool.scope(fn);
@@ -41,7 +53,7 @@ export class CpuBackend implements Backend {
     const [outDim, inDim] = weight.shape;
     const rows = x.size / inDim;
     const y = this.pool.alloc(rows * outDim);
-    matmulTransB(x.f32, weight.f32, y, rows, outDim, inDim);
+    matmulTransB(x.f32, weight.f32, y, rows, outDim, inDim, { path: this.paths.matmul });
     if (bias) {
       const b = bias.f32;
       for (let r = 0; r < rows; r++) for (let i = 0; i < outDim; i++) y[r * outDim + i] += b[i];
@@ -159,7 +171,7 @@ export class CpuBackend implements Backend {
     const rows = positions.length;
     const numHeads = q.size / rows / layer.heads[0].headDim;
     const out = this.pool.alloc(q.size);
-    attention(q.f32, rows, numHeads, layer, positions, opts, out);
+    attention(q.f32, rows, numHeads, layer, positions, opts, out, this.paths);
     return new Tensor(q.shape, out);
   }
 }

@@ -18,6 +18,8 @@ export interface MatmulOptions {
    * contents change between calls (fresh views, like a KV cache's subarray per call, are never cached anyway).
    */
   reuseB?: boolean;
+  /** This path instead of the process default (a CpuBackend chooses its own: new CpuBackend({ matmul })). */
+  path?: MatmulPath;
 }
 
 type Impl = (a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, reuseB: boolean) => void;
@@ -29,7 +31,9 @@ type ImplNN = (a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: 
 let active: { name: MatmulPath; impl: Impl; nn: ImplNN } | undefined;
 
 /** Why `name` cannot run here, or undefined when it can (loads the library / compiles the module on first ask). */
+/** Why a path cannot run here, or undefined when it can. */
 export function matmulPathError(name: MatmulPath): string | undefined {
+  if (!PATHS.includes(name)) return `unknown path (known: ${PATHS.join(', ')})`;
   if (name === 'openblas') return openBlasError();
   if (name === 'wasm-simd') return wasmSimdError();
   return undefined;
@@ -72,6 +76,21 @@ function current(): NonNullable<typeof active> {
   return active!;
 }
 
+const byPath = new Map<MatmulPath, { impl: Impl; nn: ImplNN }>();
+
+/** The given path's implementation (checked available once), or the process default. */
+function chosen(path: MatmulPath | undefined): { impl: Impl; nn: ImplNN } {
+  if (path === undefined) return current();
+  let found = byPath.get(path);
+  if (!found) {
+    const err = matmulPathError(path);
+    check(err === undefined, () => `matmul path '${path}' is not available: ${err}`);
+    found = implFor(path);
+    byPath.set(path, found);
+  }
+  return found;
+}
+
 /** Checks sizes; false when there is nothing to multiply (C is then zeroed). */
 function prepare(what: string, a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): boolean {
   if (!(a.length >= m * k && b.length >= n * k && c.length >= m * n && m >= 0 && n >= 0 && k >= 0)) {
@@ -86,12 +105,12 @@ function prepare(what: string, a: Float32Array, b: Float32Array, c: Float32Array
 
 /** C[M,N] = A[M,K] · B[N,K]ᵀ (B in Hugging Face Linear layout: one row per output feature), all f32 row-major. */
 export function matmulTransB(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, options?: MatmulOptions): void {
-  if (prepare('matmulTransB', a, b, c, m, n, k)) current().impl(a, b, c, m, n, k, options?.reuseB ?? true);
+  if (prepare('matmulTransB', a, b, c, m, n, k)) chosen(options?.path).impl(a, b, c, m, n, k, options?.reuseB ?? true);
 }
 
 /** C[M,N] = A[M,K] · B[K,N], all f32 row-major (e.g. attention probabilities times values); B is never cached. */
-export function matmulNN(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number): void {
-  if (prepare('matmulNN', a, b, c, m, n, k)) current().nn(a, b, c, m, n, k);
+export function matmulNN(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, path?: MatmulPath): void {
+  if (prepare('matmulNN', a, b, c, m, n, k)) chosen(path).nn(a, b, c, m, n, k);
 }
 
 /** Which implementation is active: 'openblas' | 'wasm-simd' | 'js' (+ thread count), for `attend info` and the bench. */

@@ -135,15 +135,23 @@ class JsWorkspace implements Workspace {
   }
 }
 
-/** Free workspaces (one, unless attention was re-entered from an observer). */
+/** Free workspaces of the process default's path (one, unless attention was re-entered from an observer). */
 const pool: Workspace[] = [];
+/** Free workspaces of paths a backend chose for itself. */
+const pools: Record<SoftmaxPath, Workspace[]> = { wasm: [], js: [] };
 
-export function acquireWorkspace(): Workspace {
+/** A workspace of `path` (a CpuBackend's own choice), or of the process default. */
+export function acquireWorkspace(path?: SoftmaxPath): Workspace {
+  if (path !== undefined) {
+    if (path === 'wasm' && wasmSoftmaxError() !== undefined) throw new Error(`softmax path 'wasm' is not available: ${compileError}`);
+    return pools[path].pop() ?? (path === 'wasm' ? new WasmWorkspace() : new JsWorkspace());
+  }
   return pool.pop() ?? (softmaxPath() === 'wasm' ? new WasmWorkspace() : new JsWorkspace());
 }
 
-export function releaseWorkspace(w: Workspace): void {
-  if ((w instanceof WasmWorkspace) === (softmaxPath() === 'wasm')) pool.push(w);
+export function releaseWorkspace(w: Workspace, path?: SoftmaxPath): void {
+  if (path !== undefined) pools[path].push(w);
+  else if ((w instanceof WasmWorkspace) === (softmaxPath() === 'wasm')) pool.push(w);
 }
 
 /** e^x elementwise through the wasm kernel (accurate to about 1 ulp for x ≤ 0); for tests. */
