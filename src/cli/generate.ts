@@ -24,9 +24,10 @@ import {
   promptByteLimit,
   readInput,
 } from './options.js';
+import { addModelFlags, addSelectorFlags, loadWithFlags, type ModelFlags, selectorFrom, type SelectorFlags } from './model-flags.js';
 import { addPressFlags, kvDtypeFrom, planFrom, type PressFlags } from './press-flags.js';
 
-interface Flags extends PressFlags {
+interface Flags extends PressFlags, ModelFlags, SelectorFlags {
   model?: string;
   prompt?: string;
   promptFile?: string;
@@ -67,10 +68,11 @@ export function registerGenerate(program: Command): void {
     .option('--stats', 'print timing to stderr at the end')
     .option('--draft <dir>', 'speculative decoding with this draft model (same tokenizer; e.g. models/attend-mini-draft); same output, fewer target forwards')
     .option('--draft-tokens <k>', `tokens the draft proposes per target forward (default ${DEFAULT_DRAFT_TOKENS}; needs --draft)`, parseCountFrom('--draft-tokens', 1));
-  addPressFlags(command).action(async (flags: Flags) => {
+  addPressFlags(addSelectorFlags(addModelFlags(command))).action(async (flags: Flags) => {
       checkPromptFlags(flags);
       const compression = planFrom(flags);
       const kvDtype = kvDtypeFrom(flags);
+      const selector = selectorFrom(flags);
       const dir = flags.model ?? defaultModel();
       if (flags.draftTokens !== undefined && flags.draft === undefined) throw new AttendError('--draft-tokens needs --draft DIR');
       if (flags.draft !== undefined) {
@@ -79,13 +81,14 @@ export function registerGenerate(program: Command): void {
       }
       // The prompt is read (bounded by the context) before the weights are loaded: a bad prompt fails fast.
       const text = promptText(contextLength(readModelConfig(dir)), flags);
-      const lm = loadModel(dir);
+      const lm = loadWithFlags(dir, flags);
       const draft = flags.draft !== undefined ? loadDraft(lm, flags.draft) : undefined;
       const ids = encodePrompt(lm.tokenizer, text, flags);
       const stream = generateStream(lm, ids, {
         ...samplingFrom(lm, dir, flags),
         compression,
         kvDtype,
+        selector,
         draft: draft && { model: draft, tokens: flags.draftTokens },
       });
       for (;;) {
@@ -101,6 +104,7 @@ export function registerGenerate(program: Command): void {
                 `KV cache ${s.cacheBytes.toLocaleString('en')} bytes allocated, ${s.cache.liveBytes().toLocaleString('en')} bytes in live entries` +
                 (s.compression ? ` after ${s.compression.compressions} compressions (${s.compression.dropped} entries dropped)` : '') +
                 (s.speculative ? `; ${speculativeSummary(s.speculative, s.newTokens)}` : '') +
+                (s.selection ? `; ${selector!.name} read ${s.selection.entriesRead.toLocaleString('en')} of ${s.selection.entriesHeld.toLocaleString('en')} entries held over ${s.selection.selections} sparse layer steps (${((100 * s.selection.entriesRead) / Math.max(1, s.selection.entriesHeld)).toFixed(1)}%)` : '') +
                 '\n',
             );
           }

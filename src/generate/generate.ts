@@ -16,6 +16,7 @@ import { prefill, type PrefillOptions } from './prefill.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 import { checkDraftCompatible, checkDraftCompression, type DraftOptions, SpeculativeDecoder, type SpeculativeStats, validateDraftTokens } from './speculative.js';
 import { StopStringFilter } from './stop.js';
+import { SelectionSession, type SelectionStats, type Selector } from '../selectors/selector.js';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;
@@ -42,6 +43,11 @@ export interface GenerateOptions extends SamplingOptions {
    * Nothing is prefilled and `history` for the repetition penalty is still `promptIds`.
    */
   prefilledLogits?: Float32Array;
+  /**
+   * Decode-time sparse attention: each decoding step reads only the entries the selector picks per layer and head
+   * (selectors/; e.g. Quest), nothing dropped. Combines with `compression` (it selects within the kept entries).
+   */
+  selector?: Selector;
   /** Called after each prefill chunk is in the cache, before it is compressed (the cache at its fullest). */
   afterPrefillChunk?: PrefillOptions['afterChunk'];
   /**
@@ -66,6 +72,8 @@ export interface GenerationStats {
   /** Bytes the cache holds at the end. */
   cacheBytes: number;
   compression?: CompressionStats;
+  /** What the selector read: entries read / held over the restricted layer calls. */
+  selection?: SelectionStats;
   /** With a draft: proposals made and accepted, and forwards of both models. */
   speculative?: SpeculativeStats;
 }
@@ -106,6 +114,8 @@ export async function* generateStream(
   const spec = opts.draft ? speculativeDecoder(lm, opts, cache, inCache, sampler, promptIds) : undefined;
 
   const session = opts.session ?? (opts.compression ? new CompressionSession(opts.compression, model, cache) : undefined);
+  check(!(opts.selector && opts.draft), 'a selector and a draft model cannot be combined yet (speculative verification runs several rows per forward)');
+  const selection = opts.selector ? new SelectionSession(opts.selector, config) : undefined;
   const compressPrompt = opts.compressPrompt ?? true;
   const t0 = performance.now();
   if (spec) {
@@ -167,7 +177,7 @@ export async function* generateStream(
       decided = spec!.decoder.block(history, k);
       continue;
     }
-    logits = model.backend.read(model.forward([token], cache, { lastOnly: true, observer: session?.observer }));
+    logits = model.backend.read(model.forward([token], cache, { lastOnly: true, observer: session?.observer, select: selection?.select }));
     if (spec) spec.decoder.stats.targetForwards++;
     session?.afterDecodeStep();
   }
@@ -184,6 +194,7 @@ export async function* generateStream(
     cache,
     cacheBytes: cache.bytes(),
     compression: session?.stats,
+    selection: selection?.stats,
     speculative: spec?.decoder.stats,
   };
 }

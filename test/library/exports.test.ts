@@ -31,6 +31,15 @@ test('the package entry exports the presses, the registry, plans, budgets and se
   assert.throws(() => attend.createPress('nope', {}), (e: Error) => e instanceof attend.AttendError && /unknown press "nope"/.test(e.message));
 });
 
+test('the package entry exports the core seams: kernels, hooks, selectors, backends, speculative decoding', () => {
+  for (const name of ['parseKernel', 'referenceAttention', 'sees', 'ablationHooks', 'withHooks', 'forwardWithHidden', 'parseHeads', 'createSelector', 'SelectionSession', 'QuestSelector', 'CpuBackend', 'ReferenceBackend', 'SpeculativeDecoder']) {
+    assert.equal(typeof (attend as Record<string, unknown>)[name], 'function', name);
+  }
+  assert.deepEqual(Object.keys(attend.ATTENTION_KERNELS), ['softmax', 'sigmoid']);
+  assert.ok('quest' in attend.SELECTORS);
+  assert.deepEqual(Object.keys(attend.FAMILIES).sort(), ['gpt2', 'llama']);
+});
+
 test('inspectModel: what a checkpoint is, from its config and headers', () => {
   const summary = attend.inspectModel(BUNDLED_MODEL);
   assert.equal(summary.config.numLayers, 8);
