@@ -5,7 +5,7 @@
  */
 import { distinct, groupBy } from './report/aggregate.js';
 import {
-  ACCURACY_HEAD, accuracyCells, budgetLabel, closingText, COST_HEAD, costCells, pooledText, QUERY_NOTE, SHARED_PREFILL_NOTE, type Summary,
+  ACCURACY_HEAD, accuracyCells, budgetLabel, closingText, COST_HEAD, costCells, costHead, pooledText, QUERY_NOTE, SHARED_PREFILL_NOTE, type Summary,
 } from './summary.js';
 import type { CellResult } from './types.js';
 
@@ -26,7 +26,7 @@ export function summaryMarkdown(s: Summary): string {
     parts.push(`Accuracy per method, pooled over ${pooledText(s)} (n prompts per row, 95% Wilson score interval):`);
     parts.push(table(ACCURACY_HEAD, s.accuracy.map(accuracyCells), 2));
   }
-  parts.push('Cost per context length (means over the cells):', table(COST_HEAD, s.cost.map((r) => costCells(r, 0)), 3));
+  parts.push('Cost per context length (means over the cells):', table(costHead(s), s.cost.map((r) => costCells(r, 0, costHead(s).length > COST_HEAD.length)), 3));
   if (s.cost.some((r) => r.sharedPrefill)) parts.push(SHARED_PREFILL_NOTE);
   if (s.cost.some((r) => /query-a/.test(r.budget))) parts.push(QUERY_NOTE);
   parts.push(closingText(s));

@@ -16,12 +16,14 @@ import { prefill } from '../generate/prefill.js';
 import type { LoadedModel } from '../models/load.js';
 import { createPress, pressEntry, resolveOptions } from '../presses/registry.js';
 import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
+import { createSelector, type Selector } from '../selectors/registry.js';
 import { scoreAll, scorePart } from './scoring.js';
+import { isSelectorMethod } from './sweep-config.js';
 import type { CellKey, CellMetrics, PerplexityInstance, TaskInstance } from './types.js';
 
 /** The cell's compression plan, with the decoding-time eviction the method itself prescribes (H2O's). */
 export function planOf(key: CellKey): CompressionPlan | undefined {
-  if (key.method === 'full' || !key.budget) return undefined;
+  if (key.method === 'full' || !key.budget || isSelectorMethod(key.method)) return undefined;
   const entry = pressEntry(key.method);
   return {
     press: createPress(key.method, key.options),
@@ -62,9 +64,16 @@ export function promptParts(lm: LoadedModel, instance: TaskInstance): { contextI
   };
 }
 
+/** The cell's selector, when its method is one: its budget is the tokens each head reads per decoding step. */
+export function selectorOf(key: CellKey): Selector | undefined {
+  if (!isSelectorMethod(key.method) || !key.budget || !('tokens' in key.budget)) return undefined;
+  return createSelector(key.method, { ...(key.options as Record<string, number>), budget: key.budget.tokens });
+}
+
 export async function runGeneration(lm: LoadedModel, key: CellKey, instance: TaskInstance): Promise<GenerationRun> {
   const { contextIds, questionIds } = promptParts(lm, instance);
-  const plan = planOf(key);
+  const selector = selectorOf(key);
+  const plan = selector ? undefined : planOf(key);
   const cache = lm.model.makeCache();
   const probe = new MemoryProbe();
   const afterPrefillChunk = () => probe.sample(cache.bytes());
@@ -93,10 +102,16 @@ export async function runGeneration(lm: LoadedModel, key: CellKey, instance: Tas
     session,
     compressPrompt: key.queryAware,
     compression: key.queryAware ? plan : undefined,
+    selector,
     afterPrefillChunk,
   });
   probe.sample(out.cacheBytes);
   const metrics = generationMetrics(instance, out, probe, contextIds.length + questionIds.length, contextMs + out.prefillMs);
+  if (out.selection) {
+    const s = out.selection;
+    metrics.readShare = s.entriesHeld ? s.entriesRead / s.entriesHeld : 1;
+    metrics.entriesReadPerStep = s.selections ? s.entriesRead / (s.selections * lm.config.numKvHeads) : 0;
+  }
   return { metrics, cache };
 }
 

@@ -8,6 +8,7 @@
  */
 import { distinct, groupBy } from './report/aggregate.js';
 import { wilson } from './scoring.js';
+import { isSelectorMethod } from './sweep-config.js';
 import { TASKS } from './tasks/index.js';
 import type { CellResult } from './types.js';
 
@@ -19,8 +20,9 @@ export function keptLabel(budget: CellResult['budget']): string {
 }
 
 /** The budget column: the KV kept, when compression ran if per chunk, and whether the question was in the cache. */
-export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware'>): string {
+export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware'> & { method?: string }): string {
   if (!r.budget) return keptLabel(null);
+  if (r.method && isSelectorMethod(r.method) && 'tokens' in r.budget) return `100% kept, ${r.budget.tokens} tokens read per step`;
   return `${keptLabel(r.budget)}${r.during === 'chunks' ? ', per chunk' : ''}, ${r.queryAware ? 'query-aware' : 'query-agnostic'}`;
 }
 
@@ -57,6 +59,8 @@ export interface CostRow {
   /** Some of its cells shared their prefill with other methods (their TTFT counts that prefill whole). */
   sharedPrefill: boolean;
   decodeTokensPerS: number;
+  /** Selectors: the share of the held entries their sparse decoding steps read (mean over the cells). */
+  readShare?: number;
 }
 
 export interface Summary {
@@ -95,6 +99,7 @@ export function summarise(results: CellResult[]): Summary {
       ttftS: mean(rs.map((r) => r.metrics.ttftMs)) / 1000,
       sharedPrefill: rs.some((r) => r.metrics.sharedPrefill),
       decodeTokensPerS: mean(rs.map((r) => r.metrics.decodeTokensPerS)),
+      ...(rs.some((r) => r.metrics.readShare !== undefined) ? { readShare: mean(rs.map((r) => r.metrics.readShare ?? 1)) } : {}),
     }))
     .sort((a, b) => a.contextLength - b.contextLength || methodOrder(a, b));
   return {
@@ -113,15 +118,20 @@ export const ttftText = (r: CostRow): string => `${r.ttftS.toFixed(1)}${r.shared
 
 export const ACCURACY_HEAD = ['method', 'KV kept', 'n', 'accuracy', '95% interval'];
 export const COST_HEAD = ['context', 'method', 'KV kept', 'cells', 'KV MiB', 'peak KV MiB', 'TTFT s', 'decode tok/s'];
+/** The cost table's head: with a column of the KV read per decoding step when a selector ran. */
+export function costHead(s: Pick<Summary, 'cost'>): string[] {
+  return s.cost.some((r) => r.readShare !== undefined) ? [...COST_HEAD, 'KV read per step'] : COST_HEAD;
+}
 
 export function accuracyCells(r: AccuracyRow): string[] {
   return [r.method, r.budget, String(r.n), pct(r.accuracy), intervalText(r)];
 }
 
 /** One cost row as the table's cells (the console keeps a decimal of decode speed, Markdown none). */
-export function costCells(r: CostRow, decodeDigits = 1): string[] {
-  return [String(r.contextLength), r.method, r.budget, String(r.cells), r.kvMiB.toFixed(1), r.peakKvMiB.toFixed(1), ttftText(r),
+export function costCells(r: CostRow, decodeDigits = 1, withRead = false): string[] {
+  const cells = [String(r.contextLength), r.method, r.budget, String(r.cells), r.kvMiB.toFixed(1), r.peakKvMiB.toFixed(1), ttftText(r),
     r.decodeTokensPerS.toFixed(decodeDigits)];
+  return withRead ? [...cells, r.readShare !== undefined ? pct(r.readShare) : '100%'] : cells;
 }
 
 const list = (xs: Array<string | number>) => (xs.length <= 2 ? xs.join(' and ') : `${xs.slice(0, -1).join(', ')} and ${xs.at(-1)}`);
@@ -187,7 +197,7 @@ export function formatSummary(s: Summary): string {
     out.push(...aligned(ACCURACY_HEAD, s.accuracy.map(accuracyCells), 2), '');
   }
   out.push('Cost per context length (means over the cells):', '');
-  out.push(...aligned(COST_HEAD, s.cost.map((r) => costCells(r)), 3));
+  out.push(...aligned(costHead(s), s.cost.map((r) => costCells(r, 1, costHead(s).length > COST_HEAD.length)), 3));
   const notes: string[] = [];
   if (s.cost.some((r) => r.sharedPrefill)) notes.push(SHARED_PREFILL_NOTE);
   if (s.cost.some((r) => /query-a/.test(r.budget))) notes.push(QUERY_NOTE);

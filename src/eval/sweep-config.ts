@@ -6,13 +6,19 @@
 import { readFileSync, statSync } from 'node:fs';
 import { AttendError, check } from '../errors.js';
 import { pressEntry, resolveOptions } from '../presses/registry.js';
+import { createSelector, SELECTORS } from '../selectors/registry.js';
 import { jsonErrorReason, oneLine } from './json-text.js';
 import { taskByName } from './tasks/index.js';
 import type { CellKey } from './types.js';
 
 export interface MethodSpec {
-  /** 'full' or a press name. */
+  /** 'full' or a press name; for a selector, its name (with `selector: true`). */
   press: string;
+  /**
+   * Written {"selector": "quest", "budgets": [256]} in a config: a decode-time selector instead of a press, its
+   * budgets the tokens each head reads per decoding step (nothing is dropped; the prompt is prefilled whole).
+   */
+  selector?: true;
   ratios?: number[];
   budgets?: number[];
   options?: Record<string, number | string>;
@@ -196,12 +202,32 @@ function checkList(source: string, key: string, value: unknown, ok: (item: unkno
 }
 
 const wholeAbove0 = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
-const METHOD_KEYS = ['press', 'ratios', 'budgets', 'options', 'during'];
+const METHOD_KEYS = ['press', 'selector', 'ratios', 'budgets', 'options', 'during'];
+
+/** Whether a cell's method is a selector (selectors/registry.ts) rather than 'full' or a press. */
+export function isSelectorMethod(method: string): boolean {
+  return Object.hasOwn(SELECTORS, method);
+}
 
 function checkMethod(source: string, m: unknown, index: number): void {
   const where = `${source}: methods item ${index + 1}`;
   check(isObject(m), () => `${where} must be an object such as {"press": "snapkv", "ratios": [0.5]} (got ${shown(m)})`);
   for (const key of Object.keys(m)) check(METHOD_KEYS.includes(key), () => `${where}: unknown key "${oneLine(key, 40)}" (known: ${METHOD_KEYS.join(', ')})`);
+  if (m.selector !== undefined && m.selector !== true) {
+    check(m.press === undefined, `${where}: give "press" or "selector", not both`);
+    check(typeof m.selector === 'string' && isSelectorMethod(m.selector),
+      () => `${where}: "selector" must be a selector name (${Object.keys(SELECTORS).join(', ')}), got ${shown(m.selector)}`);
+    for (const key of ['ratios', 'during']) check(m[key] === undefined, `${where}: a selector drops nothing and takes no "${key}"`);
+    checkList(where, 'budgets', m.budgets, wholeAbove0, 'whole numbers > 0, the tokens each head reads per decoding step', '[256, 512]');
+    if (m.options !== undefined) {
+      check(isObject(m.options) && Object.values(m.options).every((v) => typeof v === 'number'),
+        () => `${where}: "options" must be an object of numbers such as {"page": 16} (got ${shown(m.options)})`);
+    }
+    // Normalised: the selector's name is the cell's method.
+    m.press = m.selector;
+    m.selector = true;
+    return;
+  }
   check(typeof m.press === 'string' && m.press !== '', () => `${where}: "press" must be "full" or a press name (see attend presses), got ${shown(m.press)}`);
   const name = m.press;
   if (name === 'full') {
@@ -280,7 +306,7 @@ function parseSweepConfigAsGiven(raw: unknown, source: string): SweepConfig {
 /** How many cells expandSweep makes of `config`, computed without making them. */
 export function countCells(config: SweepConfig): number {
   const perInstance = config.methods.reduce(
-    (n, m) => n + (m.press === 'full' ? 1 : ((m.ratios?.length ?? 0) + (m.budgets?.length ?? 0)) * config.queryAware.length), 0);
+    (n, m) => n + (m.press === 'full' ? 1 : ((m.ratios?.length ?? 0) + (m.budgets?.length ?? 0)) * (m.selector ? 1 : config.queryAware.length)), 0);
   const instances = config.tasks.reduce(
     (n, task) => n + (taskByName(task).hasDepth ? config.depths.length : 1) * config.contextLengths.length * config.samples, 0);
   return instances * perInstance;
@@ -306,7 +332,8 @@ function validateSweepAsGiven(config: SweepConfig, modelContext: number, source:
   }
   for (const m of config.methods) {
     if (m.press === 'full') continue;
-    resolveOptions(pressEntry(m.press), m.options ?? {});
+    if (m.selector) for (const budget of m.budgets ?? []) createSelector(m.press, { ...(m.options as Record<string, number>), budget });
+    else resolveOptions(pressEntry(m.press), m.options ?? {});
   }
 }
 
@@ -327,7 +354,7 @@ export function expandSweep(config: SweepConfig, model: string): CellKey[] {
           for (const m of config.methods) {
             const budgets: CellKey['budget'][] =
               m.press === 'full' ? [null] : [...(m.ratios ?? []).map((ratio) => ({ ratio })), ...(m.budgets ?? []).map((tokens) => ({ tokens }))];
-            const aware = m.press === 'full' ? [false] : config.queryAware;
+            const aware = m.press === 'full' || m.selector ? [false] : config.queryAware;
             for (const budget of budgets) {
               for (const queryAware of aware) {
                 cells.push({
@@ -339,7 +366,7 @@ export function expandSweep(config: SweepConfig, model: string): CellKey[] {
                   method: m.press,
                   options: m.options ?? {},
                   budget,
-                  during: m.press === 'full' ? null : (m.during ?? 'prefill'),
+                  during: m.press === 'full' || m.selector ? null : (m.during ?? 'prefill'),
                   queryAware,
                   prefillChunk: config.prefillChunk,
                 });

@@ -86,6 +86,10 @@ export interface CellMetrics {
   ttftMs: number;
   prefillTokensPerS: number;
   decodeTokensPerS: number;
+  /** Selector cells: entries the sparse decoding steps read over entries the cache held (summed over heads and steps). */
+  readShare?: number;
+  /** Selector cells: entries read per KV head per sparse layer step, on average. */
+  entriesReadPerStep?: number;
   /**
    * The prompt was prefilled once for this cell and others of its instance (eval/shared-prefill.ts): prediction
    * and bytes are those of a run of its own; ttftMs is the shared prefill's time plus this cell's compression

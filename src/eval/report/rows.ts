@@ -3,6 +3,7 @@
  * budget as a label and as the amount of KV kept, and whether it measured perplexity rather than accuracy.
  */
 import type { CellResult } from '../types.js';
+import { isSelectorMethod } from '../sweep-config.js';
 import { keptLabel } from '../summary.js';
 
 export interface Row {
@@ -60,6 +61,7 @@ function budgetOf(cell: CellResult): Pick<Row, 'budget' | 'budgetKind' | 'kept'>
     return { budget: keptLabel(b), budgetKind: 'ratio', kept: 1 - b.ratio };
   }
   if (b && 'tokens' in b && Number.isFinite(b.tokens)) {
+    if (isSelectorMethod(cell.method)) return { budget: `${b.tokens} tokens read per step`, budgetKind: 'tokens', kept: b.tokens };
     return { budget: keptLabel(b), budgetKind: 'tokens', kept: b.tokens };
   }
   return { budget: cell.method === 'full' ? keptLabel(null) : 'no budget', budgetKind: null, kept: null };

@@ -1,0 +1,51 @@
+/** Selectors as sweep methods: {"selector": "quest", "budgets": [...]} expands, runs, reports what it read. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { summaryMarkdown } from '../../src/eval/markdown.js';
+import { summarise } from '../../src/eval/summary.js';
+import { expandSweep, parseSweepConfig, validateSweep } from '../../src/eval/sweep-config.js';
+import { runSweep } from '../../src/eval/sweep.js';
+import { loadModel } from '../../src/models/load.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'attend-selector-sweep-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const config = parseSweepConfig({
+  tasks: ['passkey'],
+  contextLengths: [640],
+  depths: [0.5],
+  samples: 1,
+  queryAware: [false, true],
+  methods: [{ press: 'full' }, { selector: 'quest', budgets: [4096, 48] }],
+}, 'test config');
+
+test('a selector method expands to one cell per budget, query-agnostic, no compression schedule', () => {
+  const cells = expandSweep(config, 'attend-mini');
+  assert.deepEqual(cells.map((c) => [c.method, c.budget, c.during, c.queryAware]), [
+    ['full', null, null, false],
+    ['quest', { tokens: 4096 }, null, false],
+    ['quest', { tokens: 48 }, null, false],
+  ]);
+  validateSweep(config, 8192, 'test config');
+  assert.throws(() => parseSweepConfig({ ...config, methods: [{ selector: 'nope', budgets: [1] }] }, 'c'), /"selector" must be a selector name \(quest\)/);
+  assert.throws(() => parseSweepConfig({ ...config, methods: [{ selector: 'quest', ratios: [0.5], budgets: [8] }] }, 'c'), /takes no "ratios"/);
+  assert.throws(() => parseSweepConfig({ ...config, methods: [{ selector: 'quest' }] }, 'c'), /"budgets"/);
+  const bad = parseSweepConfig({ ...config, methods: [{ selector: 'quest', budgets: [8], options: { pages: 2 } }] }, 'c');
+  assert.throws(() => validateSweep(bad, 8192, 'c'), /no option 'pages'/);
+});
+
+test('a selector cell runs: full budget answers as full attention, a small one reads less; the tables say so', async () => {
+  const lm = loadModel(new URL('../../models/attend-mini', import.meta.url).pathname);
+  const results = await runSweep(lm, expandSweep(config, 'attend-mini'), join(tmp, 'results.jsonl'));
+  const [full, all, small] = results;
+  assert.equal(all.metrics.prediction, full.metrics.prediction);
+  assert.equal(all.metrics.readShare, 1);
+  assert.ok(small.metrics.readShare! < 1, `read share ${small.metrics.readShare}`);
+  assert.ok(small.metrics.entriesReadPerStep! > 0);
+  const md = summaryMarkdown(summarise(results));
+  assert.match(md, /100% kept, 48 tokens read per step/);
+  assert.match(md, /KV read per step/);
+});
