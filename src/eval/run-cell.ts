@@ -16,7 +16,7 @@ import { prefill } from '../generate/prefill.js';
 import type { LoadedModel } from '../models/load.js';
 import { createPress, pressEntry, resolveOptions } from '../presses/registry.js';
 import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
-import { createSelector, type Selector } from '../selectors/registry.js';
+import { createSelector, type SelectionStats, type Selector } from '../selectors/registry.js';
 import { scoreAll, scorePart } from './scoring.js';
 import { isSelectorMethod } from './sweep-config.js';
 import type { CellKey, CellMetrics, PerplexityInstance, TaskInstance } from './types.js';
@@ -107,12 +107,17 @@ export async function runGeneration(lm: LoadedModel, key: CellKey, instance: Tas
   });
   probe.sample(out.cacheBytes);
   const metrics = generationMetrics(instance, out, probe, contextIds.length + questionIds.length, contextMs + out.prefillMs);
-  if (out.selection) {
-    const s = out.selection;
-    metrics.readShare = s.entriesHeld ? s.entriesRead / s.entriesHeld : 1;
-    metrics.entriesReadPerStep = s.selections ? s.entriesRead / (s.selections * lm.config.numKvHeads) : 0;
-  }
-  return { metrics, cache };
+  return { metrics: withSelection(metrics, out.selection, lm.config.numKvHeads), cache };
+}
+
+/** A selector cell's metrics gain what its sparse steps read (selectors/selector.ts SelectionStats). */
+export function withSelection(metrics: CellMetrics, s: SelectionStats | undefined, numKvHeads: number): CellMetrics {
+  if (!s) return metrics;
+  return {
+    ...metrics,
+    readShare: s.entriesHeld ? s.entriesRead / s.entriesHeld : 1,
+    entriesReadPerStep: s.selections ? s.entriesRead / (s.selections * numKvHeads) : 0,
+  };
 }
 
 /** TTFT is the time until the first token's logits exist (prefill, compression, question); sampling it is decoding. */

@@ -15,7 +15,7 @@ import { PressRecorder, type RecordedQueries, recordedStats } from '../presses/o
 import type { PressNeeds } from '../presses/press.js';
 import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
 import { copyAsPrefilled } from './prefilled-copy.js';
-import { type GenerationRun, generationMetrics, MemoryProbe, planOf, promptParts } from './run-cell.js';
+import { type GenerationRun, generationMetrics, MemoryProbe, planOf, promptParts, selectorOf, withSelection } from './run-cell.js';
 import type { CellKey, TaskInstance } from './types.js';
 
 /** A cell without compression, or query-aware, prefills context and question together (see run-cell.ts). */
@@ -119,9 +119,10 @@ async function runFromShared(
     session,
     compressPrompt: false,
     prefilledLogits: shared.questionIds ? undefined : shared.lastLogits,
+    selector: selectorOf(key),
     afterPrefillChunk: () => probe.sample(cache.bytes()),
   });
   probe.sample(out.cacheBytes);
-  const metrics = generationMetrics(instance, out, probe, shared.promptIds.length, shared.ms + compressMs + out.prefillMs);
+  const metrics = withSelection(generationMetrics(instance, out, probe, shared.promptIds.length, shared.ms + compressMs + out.prefillMs), out.selection, lm.config.numKvHeads);
   return { metrics: { ...metrics, sharedPrefill: true }, cache };
 }

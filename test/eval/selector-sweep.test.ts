@@ -41,6 +41,11 @@ test('a selector cell runs: full budget answers as full attention, a small one r
   const lm = loadModel(new URL('../../models/attend-mini', import.meta.url).pathname);
   const results = await runSweep(lm, expandSweep(config, 'attend-mini'), join(tmp, 'results.jsonl'));
   const [full, all, small] = results;
+  // The same with one prefill shared by the three cells: the selector still runs.
+  const shared = await runSweep(lm, expandSweep(config, 'attend-mini'), join(tmp, 'shared.jsonl'), { sharedPrefill: true });
+  assert.equal(shared[2].metrics.sharedPrefill, true);
+  assert.equal(shared[2].metrics.prediction, small.metrics.prediction);
+  assert.equal(shared[2].metrics.readShare, small.metrics.readShare);
   assert.equal(all.metrics.prediction, full.metrics.prediction);
   assert.equal(all.metrics.readShare, 1);
   assert.ok(small.metrics.readShare! < 1, `read share ${small.metrics.readShare}`);
