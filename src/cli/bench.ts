@@ -10,7 +10,6 @@
 import { existsSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { SingleBar } from 'cli-progress';
 import { check } from '../errors.js';
 import { writeReport } from '../eval/report/index.js';
 import { expandSweep, presetByName, readSweepConfig, validateSweep } from '../eval/sweep-config.js';
@@ -68,10 +67,14 @@ export function cellsIn(path: string, cells: CellKey[], anyModelName: boolean): 
 
 const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
 
-/** A progress bar on a terminal; elsewhere (a pipe, CI, a log) one line every 10 s and one at the end. */
-function progress(total: number): { update(p: SweepProgress): void; stop(): void } {
+/**
+ * A progress bar on a terminal; elsewhere (a pipe, CI, a log) one line every 10 s and one at the end. The bar is the
+ * optional package cli-progress: without it (npm install --omit=optional) a terminal gets the lines too.
+ */
+async function progress(total: number): Promise<{ update(p: SweepProgress): void; stop(): void }> {
   const label = (cell: CellKey) => `${cell.task} ${cell.contextLength} ${cell.method}`;
-  if (process.stderr.isTTY) {
+  const SingleBar = process.stderr.isTTY ? await import('cli-progress').then((m) => m.SingleBar, () => undefined) : undefined;
+  if (SingleBar) {
     const bar = new SingleBar({
       format: '{bar} {value}/{total} cells | {duration_formatted} elapsed | ETA {eta_formatted} | {cell}',
       hideCursor: true,
@@ -155,7 +158,7 @@ export async function runBench(flags: Flags, command = `attend bench ${process.a
   const shared = config.sharedPrefill ? ', shared prefill' : '';
   const of = cells.length < all.length ? ` of ${all.length}` : '';
   process.stdout.write(`${cells.length}${of} cells (${name}${shared}) on ${modelName} → ${resultsPath}\n`);
-  const bar = progress(cells.length);
+  const bar = await progress(cells.length);
   const results = await runSweep(lm, cells, resultsPath, { sharedPrefill: config.sharedPrefill, onProgress: (p) => bar.update(p) });
   bar.stop();
   const summary = summarise(results);

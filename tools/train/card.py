@@ -174,8 +174,9 @@ def write_cards(mdir, ddir, res):
                      "Its companion draft model is `attend-mini-draft`.")
         else:
             s.append("The draft model for `attend-mini` (same tokenizer), trained to be the draft of draft-based (speculative) "
-                     "decoding. Attend does not implement speculative decoding yet (it comes with a later issue): for now "
-                     "this model runs like any other checkpoint, on its own. "
+                     "decoding: `attend generate --draft models/attend-mini-draft` (src/generate/speculative.ts; greedy output "
+                     "identical to plain decoding; acceptance and speed in docs/performance.md). It also runs like any other "
+                     "checkpoint, on its own. "
                      "Trained in the same run on the same data stream (on half of each batch's rows).")
         s += ["", "## Architecture", "",
               "| | |", "|---|---|",
@@ -249,8 +250,8 @@ def write_cards(mdir, ddir, res):
         s += ["## Held-out task formats", "", formats_section(), "",
               "## Limitations", "",
               "A ~30 M-parameter model trained for minutes on ~40 MB of text: its free-form text is weak and its knowledge is "
-              "negligible; it is meant for testing long-context inference (KV cache policies, retrieval; speculative "
-              "decoding once Attend implements it), not for answering questions. Retrieval in wordings never seen in training works often but not reliably (the para_* rows above; weakest with several keys, with words or codes as values, and with unseen answer cues such as `Reply:`).", "",
+              "negligible; it is meant for testing long-context inference (KV cache policies, retrieval, speculative "
+              "decoding), not for answering questions. Retrieval in wordings never seen in training works often but not reliably (the para_* rows above; weakest with several keys, with words or codes as values, and with unseen answer cues such as `Reply:`).", "",
               "## Licence", "",
               "Weights: trained by the Attend project, released under the project's licence (MIT). Training text: see the "
               "data table above; the public-domain and permissively licensed sources allow this use.", ""]

@@ -5,12 +5,16 @@
  */
 import type { LoggerInterface } from 'vega';
 import type { TopLevelSpec } from 'vega-lite';
+import { AttendError } from '../../errors.js';
 import { THEME } from './theme.js';
 
 /** Vega and Vega-Lite, loaded on the first plot (a third of a second), not whenever the bench is imported. */
 let libraries: Promise<[typeof import('vega'), typeof import('vega-lite')]> | undefined;
 function load() {
-  libraries ??= Promise.all([import('vega'), import('vega-lite')]);
+  // Optional dependencies (the engine runs without them): a one-line error says how to get them for the report.
+  libraries ??= Promise.all([import('vega'), import('vega-lite')]).catch(() => {
+    throw new AttendError('the HTML report draws its charts with the optional packages vega and vega-lite, which are not installed: npm install vega vega-lite');
+  });
   return libraries;
 }
 
