@@ -155,7 +155,8 @@ export function closingText(s: Summary): string {
   const full = s.accuracy.find((r) => r.method === 'full');
   const below = full ? s.accuracy.filter((r) => r !== full && r.hi < full.lo) : [];
   const level = full ? s.accuracy.filter((r) => r !== full && r.hi >= full.lo && r.lo <= full.hi) : [];
-  const label = (r: AccuracyRow) => `${r.method} (${r.budget.split(',')[0]})`;
+  // A press by the KV it kept; a selector by what it read (it keeps everything).
+  const label = (r: AccuracyRow) => `${r.method} (${isSelectorMethod(r.method) ? r.budget.split(', ')[1] ?? r.budget : r.budget.split(',')[0]})`;
   const versus = full && s.accuracy.length > 1
     ? ` Against full KV, ${below.length ? `${list(below.map(label))} ${below.length === 1 ? 'is' : 'are'} clearly below it (the intervals do not overlap)` : 'no method is clearly below it'}`
       + `${level.length ? `; ${list(level.map(label))} cannot be told apart from it at this n` : ''}.`

@@ -44,58 +44,53 @@ const MIN_BLOCK_TOKENS = 16;
  */
 const SMALL_M = 8;
 
-/** Reusable scratch (queries, outputs, widened keys/values, per-token visible ranges). */
-class Scratch {
-  private data = new Float32Array(0);
-  get(n: number): Float32Array {
-    if (this.data.length < n) this.data = new Float32Array(Math.max(n, Math.ceil(this.data.length * 1.25)));
-    return this.data.subarray(0, n);
+/** Reusable scratch of one typed-array kind (queries, outputs, widened keys/values, per-token ranges, gathered rows). */
+class Scratch<T extends Float32Array | Int32Array | Uint16Array> {
+  private data: T;
+
+  constructor(private readonly make: (n: number) => T) {
+    this.data = make(0);
+  }
+
+  /** A view of n elements, growing the buffer by at least a quarter when it is too small. */
+  get(n: number): T {
+    if (this.data.length < n) this.data = this.make(Math.max(n, Math.ceil(this.data.length * 1.25)));
+    return this.data.subarray(0, n) as T;
   }
 }
 
-class IntScratch {
-  private data = new Int32Array(0);
-  get(n: number): Int32Array {
-    if (this.data.length < n) this.data = new Int32Array(Math.max(n, Math.ceil(this.data.length * 1.25)));
-    return this.data;
-  }
-}
+const f32 = () => new Scratch((n) => new Float32Array(n));
+const i32 = () => new Scratch((n) => new Int32Array(n));
+const u16 = () => new Scratch((n) => new Uint16Array(n));
 
-class U16Scratch {
-  private data = new Uint16Array(0);
-  get(n: number): Uint16Array {
-    if (this.data.length < n) this.data = new Uint16Array(Math.max(n, Math.ceil(this.data.length * 1.25)));
-    return this.data.subarray(0, n);
-  }
-}
+type F32 = Scratch<Float32Array>;
+type I32 = Scratch<Int32Array>;
+type U16 = Scratch<Uint16Array>;
 
 interface Buffers {
-  q: Scratch;
-  o: Scratch;
-  k: Scratch;
-  v: Scratch;
-  lo: IntScratch;
-  hi: IntScratch;
+  q: F32;
+  o: F32;
+  k: F32;
+  v: F32;
+  lo: I32;
+  hi: I32;
   /** Gathered entry positions, keys and values of a head read through an entry list; each row's own column (trees). */
-  pos: IntScratch;
-  gk: Scratch;
-  gv: Scratch;
-  gk16: U16Scratch;
-  gv16: U16Scratch;
-  tree: IntScratch;
+  pos: I32;
+  gk: F32;
+  gv: F32;
+  gk16: U16;
+  gv16: U16;
+  tree: I32;
 }
 
 function newBuffers(): Buffers {
-  return {
-    q: new Scratch(), o: new Scratch(), k: new Scratch(), v: new Scratch(), lo: new IntScratch(), hi: new IntScratch(),
-    pos: new IntScratch(), gk: new Scratch(), gv: new Scratch(), gk16: new U16Scratch(), gv16: new U16Scratch(), tree: new IntScratch(),
-  };
+  return { q: f32(), o: f32(), k: f32(), v: f32(), lo: i32(), hi: i32(), pos: i32(), gk: f32(), gv: f32(), gk16: u16(), gv16: u16(), tree: i32() };
 }
 
 const free: Buffers[] = [];
 
 /** Stored KV rows as f32: f32 storage as it is, 16-bit storage widened (exactly) into `scratch`. */
-function asF32(dtype: DType, rows: Float32Array | Uint16Array, scratch: Scratch): Float32Array {
+function asF32(dtype: DType, rows: Float32Array | Uint16Array, scratch: F32): Float32Array {
   if (rows instanceof Float32Array) return rows;
   return widenHalf(dtype as 'f16' | 'bf16', rows, scratch.get(rows.length));
 }
@@ -284,8 +279,8 @@ function upTo(sorted: Int32Array, position: number): number {
   return lo;
 }
 
-function gatherPositions(all: Int32Array, list: Int32Array, scratch: IntScratch): Int32Array {
-  const out = scratch.get(list.length).subarray(0, list.length);
+function gatherPositions(all: Int32Array, list: Int32Array, scratch: I32): Int32Array {
+  const out = scratch.get(list.length);
   for (let i = 0; i < list.length; i++) {
     const j = list[i];
     if (j < 0 || j >= all.length || (i > 0 && j <= list[i - 1])) {
@@ -297,14 +292,14 @@ function gatherPositions(all: Int32Array, list: Int32Array, scratch: IntScratch)
 }
 
 /** Rows `list[0…count)` of stored [entries × d] data, gathered into scratch of the same storage type. */
-function gatherRows(stored: Float32Array | Uint16Array, list: Int32Array, d: number, count: number, f32: Scratch, u16: U16Scratch): Float32Array | Uint16Array {
-  const out = stored instanceof Float32Array ? f32.get(count * d) : u16.get(count * d);
+function gatherRows(stored: Float32Array | Uint16Array, list: Int32Array, d: number, count: number, floats: F32, words: U16): Float32Array | Uint16Array {
+  const out = stored instanceof Float32Array ? floats.get(count * d) : words.get(count * d);
   for (let i = 0; i < count; i++) out.set(stored.subarray(list[i] * d, (list[i] + 1) * d), i * d);
   return out;
 }
 
 /** Per query row, the column of its own entry among `entryPositions`, or −1 when the head does not read it. */
-function ownColumns(entryPositions: Int32Array, positions: Int32Array, scratch: IntScratch): Int32Array {
+function ownColumns(entryPositions: Int32Array, positions: Int32Array, scratch: I32): Int32Array {
   const cols = scratch.get(positions.length);
   for (let t = 0; t < positions.length; t++) {
     const at = upTo(entryPositions, positions[t]) - 1;
