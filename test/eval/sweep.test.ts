@@ -134,5 +134,5 @@ test('the quick preset: 40 independent prompts, no seed or needle shared, every 
   for (const method of ['full', 'streaming-llm', 'snapkv', 'pyramidkv', 'h2o']) assert.equal(cells.filter((c) => c.method === method).length, 40);
   assert.deepEqual([...new Set(cells.map((c) => c.depth))].sort(), [0, 0.25, 0.5, 0.75, 1]);
   const needles = [...instances.values()].map((c) => taskByName(c.task).generate({ seed: c.seed, contextLength: c.contextLength, depth: c.depth ?? undefined, tokenizer: lm.tokenizer }));
-  assert.equal(new Set(needles.map((i) => i.task !== 'perplexity' && i.answers.join())).size, 40, 'a needle value of its own per prompt');
+  assert.equal(new Set(needles.map((i) => ('answers' in i ? i.answers.join() : ''))).size, 40, 'a needle value of its own per prompt');
 });

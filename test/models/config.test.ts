@@ -85,7 +85,7 @@ test('norm epsilon and rope_theta are finite and positive', () => {
   }
   for (const bad of [0, -10000, 'abc', true]) {
     refused({ ...llama, rope_parameters: { rope_type: 'default', rope_theta: bad } }, /"rope_theta" is .*expected a finite positive number/);
-    const v4 = { ...llama, rope_theta: bad };
+    const v4: Json = { ...llama, rope_theta: bad };
     delete v4.rope_parameters;
     refused(v4, /"rope_theta" is .*expected a finite positive number/);
   }
@@ -115,7 +115,7 @@ test('sliding_window is a positive integer or null', () => {
 
 test('unknown dtype, bad token ids and non-boolean flags are refused', () => {
   for (const bad of ['float64', 'int8', 'fp32', 7]) refused({ ...llama, dtype: bad }, /"dtype" .* is not supported \(supported: float32, float16, bfloat16\)/);
-  const v4 = { ...llama, torch_dtype: 'float8_e4m3fn' };
+  const v4: Json = { ...llama, torch_dtype: 'float8_e4m3fn' };
   delete v4.dtype;
   refused(v4, /"torch_dtype" "float8_e4m3fn" is not supported/);
   assert.equal(readModelConfig(dirWith({ ...llama, dtype: 'bfloat16' })).dtype, 'bf16');

@@ -18,7 +18,7 @@ import { watchBlocks } from '../helpers/observer.js';
 
 function view(config: ModelConfig, cache: KVCache, keep: number, queries?: QueryWindow): LayerView {
   const layer = cache.layers[0];
-  return { layer: 0, config, backend: cpuBackend, cache: layer, seen: cache.nextPosition, keep, ratio: 1 - keep / layer.maxLength(), queries };
+  return { layer: 0, config, backend: cpuBackend, cache: layer, seen: cache.nextPosition, keep, ratio: 1 - keep / layer.maxLength(), uniform: keep, queries };
 }
 
 /** Two KV heads of two query heads each, five entries at positions 0…4. */

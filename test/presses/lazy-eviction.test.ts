@@ -21,7 +21,7 @@ const ALPHA = 0.1;
 
 function view(cache: KVCache, keep: number): LayerView {
   const layer: LayerCache = cache.layers[0];
-  return { layer: 0, config, backend: cpuBackend, cache: layer, seen: cache.nextPosition, keep, ratio: 1 - keep / layer.maxLength() };
+  return { layer: 0, config, backend: cpuBackend, cache: layer, seen: cache.nextPosition, keep, ratio: 1 - keep / layer.maxLength(), uniform: keep };
 }
 
 function append(cache: KVCache, positions: number[]): void {

@@ -116,7 +116,7 @@ for (const c of ref.cases) {
 
     let last: Float32Array;
     if (c.decode_ids) {
-      let logits = new Float32Array();
+      let logits: Float32Array = new Float32Array();
       for (const id of c.decode_ids) {
         logits = lm.model.forward([id], cache, { observer: session.observer }).f32;
         session.afterDecodeStep();
