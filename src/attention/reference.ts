@@ -37,7 +37,7 @@ export function referenceAttention(
     weights.push([]);
     for (let r = 0; r < rows; r++) {
       const visible: number[] = [];
-      for (let i = 0; i < head.length; i++) if (sees(opts, g, i, entryPositions[i], r, positions)) visible.push(i);
+      for (let i = 0; i < head.length; i++) if (sees(opts, g, i, entryPositions[i], r, positions, h)) visible.push(i);
       const s = new Float64Array(visible.length);
       const qo = (r * numHeads + h) * d;
       visible.forEach((i, j) => {

@@ -19,15 +19,23 @@ export interface Visibility {
   window: number | null;
   /** Per KV head: ascending indices of the head's entries its queries may read; null (or absent) for all. */
   entries?: readonly (Int32Array | null)[];
+  /**
+   * Per query head instead (a selector that picks for each query head, as Quest's official code does): ascending
+   * indices into its KV head's entries; null for all. Not together with `entries`.
+   */
+  queryEntries?: readonly (Int32Array | null)[];
   tree?: TreeMask;
 }
 
-/** Whether query row `row` (at queryPositions[row]) may read the entry at index `index` (position `position`) of KV head `head`. */
-export function sees(vis: Visibility, head: number, index: number, position: number, row: number, queryPositions: Int32Array): boolean {
+/**
+ * Whether query row `row` (at queryPositions[row]) may read the entry at index `index` (position `position`) of KV head
+ * `head`; `queryHead` (the query head asking) matters only for per-query-head lists.
+ */
+export function sees(vis: Visibility, head: number, index: number, position: number, row: number, queryPositions: Int32Array, queryHead = -1): boolean {
   const p = queryPositions[row];
   if (position > p) return false;
   if (vis.window !== null && position <= p - vis.window) return false;
-  const list = vis.entries?.[head];
+  const list = vis.queryEntries ? vis.queryEntries[queryHead] : vis.entries?.[head];
   if (list && !includes(list, index)) return false;
   if (vis.tree) {
     const t = queryPositions.indexOf(position);

@@ -107,16 +107,16 @@ export async function runGeneration(lm: LoadedModel, key: CellKey, instance: Tas
   });
   probe.sample(out.cacheBytes);
   const metrics = generationMetrics(instance, out, probe, contextIds.length + questionIds.length, contextMs + out.prefillMs);
-  return { metrics: withSelection(metrics, out.selection, lm.config.numKvHeads), cache };
+  return { metrics: withSelection(metrics, out.selection), cache };
 }
 
 /** A selector cell's metrics gain what its sparse steps read (selectors/selector.ts SelectionStats). */
-export function withSelection(metrics: CellMetrics, s: SelectionStats | undefined, numKvHeads: number): CellMetrics {
+export function withSelection(metrics: CellMetrics, s: SelectionStats | undefined): CellMetrics {
   if (!s) return metrics;
   return {
     ...metrics,
     readShare: s.entriesHeld ? s.entriesRead / s.entriesHeld : 1,
-    entriesReadPerStep: s.selections ? s.entriesRead / (s.selections * numKvHeads) : 0,
+    entriesReadPerStep: s.lists ? s.entriesRead / s.lists : 0,
   };
 }
 

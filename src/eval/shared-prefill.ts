@@ -123,6 +123,6 @@ async function runFromShared(
     afterPrefillChunk: () => probe.sample(cache.bytes()),
   });
   probe.sample(out.cacheBytes);
-  const metrics = withSelection(generationMetrics(instance, out, probe, shared.promptIds.length, shared.ms + compressMs + out.prefillMs), out.selection, lm.config.numKvHeads);
+  const metrics = withSelection(generationMetrics(instance, out, probe, shared.promptIds.length, shared.ms + compressMs + out.prefillMs), out.selection);
   return { metrics: { ...metrics, sharedPrefill: true }, cache };
 }

@@ -18,7 +18,10 @@ export interface SequenceStep {
   select?: SelectEntries;
 }
 
-/** Per KV head of the layer, the ascending entry indices this call's queries read (null: all), or undefined for all. */
+/**
+ * The ascending entry indices this call's queries read, one list per KV head of the layer or one per query head
+ * (null: all), or undefined for full attention.
+ */
 export type SelectEntries = (layer: number, queries: Float32Array, positions: Int32Array, cache: LayerCache) => (Int32Array | null)[] | undefined;
 
 /** Row ranges and positions of each sequence within the batch. */
@@ -65,8 +68,12 @@ export class BatchLayout {
       const hostQ = s.observer?.queries || s.select ? b.read(qs) : undefined;
       if (hostQ) s.observer?.queries?.(layer, hostQ, this.positions[i]);
       b.appendKv(cache, slice(k), slice(v), this.positions[i]);
-      const entries = s.select?.(layer, hostQ!, this.positions[i], cache);
-      return b.attention(qs, cache, this.positions[i], { layer, ...opts, observer: s.observer, entries });
+      const lists = s.select?.(layer, hostQ!, this.positions[i], cache);
+      // One list per KV head, or one per query head (the selector's choice; with as many of each they mean the same).
+      const perQuery = lists !== undefined && lists.length !== cache.heads.length;
+      // Lists that restrict nothing run the grouped path (a query head alone per product is slower, same result).
+      const visibility = !lists || lists.every((l) => l === null) ? {} : perQuery ? { queryEntries: lists } : { entries: lists };
+      return b.attention(qs, cache, this.positions[i], { layer, ...opts, observer: s.observer, ...visibility });
     });
     return parts.length === 1 ? parts[0] : b.concatRows(parts);
   }

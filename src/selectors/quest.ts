@@ -12,12 +12,11 @@
  *  - budget: `token_budget` has no default there (the paper sweeps 256–4096); Attend's default is 1024, the middle
  *    of that sweep — give the budget you mean to compare;
  *  - exact when k covers every page (then the lists hold every entry and the logits equal full attention).
- * Choices where Attend differs, written down: (1) the official code selects per *query* head; Attend's entry lists
- * are per KV head, so with grouped-query attention a KV head reads the union of the pages its query heads pick —
- * each query head reads at least its own pages (the official set), at most group × k pages; with one query head per
- * KV head this is exactly the official rule. (2) Pages are over each head's own entries, so Quest runs on a
- * per-head compressed cache too (select within what a press kept). (3) Page bounds are kept per head and extended
- * as entries arrive, rebuilt when a press or a rollback changes the head.
+ *  - per *query* head (the official code bounds each query head against its repeated KV head): with grouped-query
+ *    attention the query heads of one KV head read different pages, through per-query-head entry lists.
+ * Choices where Attend differs, written down: (1) pages are over each head's own entries, so Quest runs on a
+ * per-head compressed cache too (select within what a press kept); (2) page bounds are kept per KV head and
+ * extended as entries arrive, rebuilt when a press or a rollback changes the head.
  */
 import type { HeadStore } from '../cache/head-store.js';
 import { AttendError } from '../errors.js';
@@ -64,31 +63,25 @@ export class QuestSelector implements Selector {
     if (positions.length !== 1 || layer < this.denseLayers) return undefined;
     const d = config.headDim;
     const group = config.numHeads / config.numKvHeads;
-    return cache.heads.map((head, g) => {
+    const scores = new Float64Array(Math.ceil(Math.max(...cache.heads.map((h) => h.length)) / this.page));
+    // One list per query head (indices into its KV head's entries).
+    return Array.from({ length: config.numHeads }, (_, h) => {
+      const head = cache.heads[Math.floor(h / group)];
       const n = head.length;
       const pages = Math.ceil(n / this.page);
       const k = this.pagesToRead(pages);
       if (k >= pages) return null;
       const b = this.pageBounds(head);
-      const chosen = new Uint8Array(pages);
-      const scores = new Float64Array(pages);
-      for (let j = 0; j < group; j++) {
-        const q = queries.subarray((g * group + j) * d, (g * group + j + 1) * d);
-        for (let p = 0; p < pages; p++) {
-          let s = 0;
-          for (let i = 0; i < d; i++) s += Math.max(q[i] * b.min[p * d + i], q[i] * b.max[p * d + i]);
-          scores[p] = s;
-        }
-        for (const p of topPages(scores, k)) chosen[p] = 1;
-      }
-      let count = 0;
-      for (let p = 0; p < pages; p++) if (chosen[p]) count += Math.min(n, (p + 1) * this.page) - p * this.page;
-      const list = new Int32Array(count);
-      let at = 0;
+      const q = queries.subarray(h * d, (h + 1) * d);
       for (let p = 0; p < pages; p++) {
-        if (!chosen[p]) continue;
-        for (let i = p * this.page; i < Math.min(n, (p + 1) * this.page); i++) list[at++] = i;
+        let s = 0;
+        for (let i = 0; i < d; i++) s += Math.max(q[i] * b.min[p * d + i], q[i] * b.max[p * d + i]);
+        scores[p] = s;
       }
+      const chosen = topPages(scores.subarray(0, pages), k).sort((a, c) => a - c);
+      const list = new Int32Array(chosen.reduce((m, p) => m + Math.min(n, (p + 1) * this.page) - p * this.page, 0));
+      let at = 0;
+      for (const p of chosen) for (let i = p * this.page; i < Math.min(n, (p + 1) * this.page); i++) list[at++] = i;
       return list;
     });
   }

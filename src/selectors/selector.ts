@@ -19,16 +19,21 @@ export interface SelectorView {
 
 export interface Selector {
   readonly name: string;
-  /** Per KV head, the ascending indices its queries read (null: all); undefined: this layer runs full attention. */
+  /**
+   * The ascending entry indices the step reads, one list per KV head or one per query head (indices into its KV
+   * head's entries), null for all; undefined: this layer runs full attention.
+   */
   select(view: SelectorView): (Int32Array | null)[] | undefined;
 }
 
 export interface SelectionStats {
   /** Layer calls a selector restricted. */
   selections: number;
-  /** Entries read, and entries held, summed over those calls' KV heads: read / held is the share attention touched. */
+  /** Entries read, and entries held, summed over those calls' lists (per KV or per query head): read / held is the share attention touched. */
   entriesRead: number;
   entriesHeld: number;
+  /** Lists summed over the restricted calls (entries read per list = entriesRead / lists). */
+  lists: number;
 }
 
 /**
@@ -36,7 +41,7 @@ export interface SelectionStats {
  * counts what each restricted call read against what the cache held.
  */
 export class SelectionSession {
-  readonly stats: SelectionStats = { selections: 0, entriesRead: 0, entriesHeld: 0 };
+  readonly stats: SelectionStats = { selections: 0, entriesRead: 0, entriesHeld: 0, lists: 0 };
 
   constructor(readonly selector: Selector, private readonly config: ModelConfig) {}
 
@@ -44,8 +49,11 @@ export class SelectionSession {
     const lists = this.selector.select({ layer, config: this.config, cache, queries, positions });
     if (!lists) return undefined;
     this.stats.selections++;
+    this.stats.lists += lists.length;
+    const perQuery = lists.length !== cache.heads.length;
+    const group = this.config.numHeads / this.config.numKvHeads;
     lists.forEach((list, h) => {
-      const held = cache.heads[h].length;
+      const held = cache.heads[perQuery ? Math.floor(h / group) : h].length;
       this.stats.entriesHeld += held;
       this.stats.entriesRead += list ? list.length : held;
     });

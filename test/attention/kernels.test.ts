@@ -78,6 +78,23 @@ test('per-head entry lists: each head reads only its listed entries', () => {
   }
 });
 
+test('per-query-head entry lists: the query heads of one KV head read different entries', () => {
+  // Six query heads over three KV heads: heads 0 and 1 share KV head 0 but read different entries.
+  const queryEntries = [Int32Array.from([0, 5, 39]), Int32Array.from([1, 2, 3, 38, 39]), null, Int32Array.from([39]), Int32Array.from([10, 20, 30, 39]), null];
+  for (const kernel of [softmax, sigmoid]) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      compare({ heads: 6, kvHeads: 3, tokens: 40, rows: 1, dtype }, { scale: 0.35, window: null, queryEntries, kernel });
+      compare({ heads: 6, kvHeads: 3, tokens: 40, rows: 2, dtype, drop: true }, { scale: 0.35, window: 25, queryEntries: queryEntries.map((l) => l && l.filter((i) => i < 30)), kernel });
+    }
+  }
+  // Observers get one block per query head (groupSize 1), its probabilities on its own entries only.
+  const { blocks } = compare({ heads: 6, kvHeads: 3, tokens: 40, rows: 1 }, { scale: 0.35, window: null, queryEntries, kernel: softmax });
+  const head1 = blocks.filter((b) => b.kvHead === 0)[1];
+  assert.equal(head1.groupSize, 1);
+  for (let i = 0; i < head1.cols; i++) if (![1, 2, 3, 38, 39].includes(i)) assert.equal(head1.probs[i], 0);
+  assert.throws(() => compare({ heads: 6, kvHeads: 3, tokens: 4, rows: 1 }, { scale: 1, window: null, queryEntries: [null] }), /queryEntries has 1 lists for 6 query heads/);
+});
+
 test('tree mask: a row sees the trunk and its own ancestors, not its siblings', () => {
   // Rows of the call (the last 6 tokens): 0 is the trunk's last token, 1 and 2 its children, 3 under 1, 4 under 2, 5 under 3.
   const parents = Int32Array.from([-1, 0, 0, 1, 2, 3]);

@@ -95,6 +95,7 @@ export function conformance(name: string, make: () => Backend, opts: Conformance
         { window: null },
         { window: 7 },
         { window: null, entries: [Int32Array.from([0, 3, 4, 17, 18, 19]), null] },
+        { window: null, queryEntries: [Int32Array.from([0, 19]), null, Int32Array.from([2, 3, 4, 19]), Int32Array.from([18, 19])] },
         { window: null, tree: { parents: Int32Array.from([-1, 0, 0, 1]) } },
         { window: 9, kernel: { name: 'sigmoid' as const, bias: -2 } },
       ];

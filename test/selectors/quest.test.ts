@@ -60,9 +60,9 @@ test('a budget that covers every page gives full attention exactly; a small one 
   const small = new SelectionSession(createSelector('quest', { budget: 48, page: 16 }), lm.config);
   const sparse = decode(small);
   assert.ok(sparse.logits.every((l) => l.every(Number.isFinite)));
-  // Each KV head reads at most group × 3 pages of 16 entries out of the ~130 held.
-  const group = lm.config.numHeads / lm.config.numKvHeads;
-  assert.ok(small.stats.entriesRead <= small.stats.selections * lm.config.numKvHeads * group * 48);
+  // Each query head reads its own 3 pages of 16 entries (the official per-query-head rule) out of the ~130 held.
+  assert.equal(small.stats.lists, small.stats.selections * lm.config.numHeads);
+  assert.ok(small.stats.entriesRead <= small.stats.lists * 48, `${small.stats.entriesRead} read in ${small.stats.lists} lists`);
   assert.ok(small.readShare() < 1, `read share ${small.readShare()}`);
   assert.ok(sparse.logits.some((l, i) => l.some((x, j) => Math.abs(x - full.logits[i][j]) > 1e-4)), 'a small budget changes attention');
 });

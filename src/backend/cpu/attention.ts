@@ -146,7 +146,6 @@ function run(
   const group = numHeads / numKvHeads;
   const d = layer.heads[0].headDim;
   const width = numHeads * d;
-  const gd = group * d;
   const scale = opts.scale;
   const window = opts.window;
   const observer = opts.observer;
@@ -159,9 +158,19 @@ function run(
   if (opts.tree) checkTree(opts.tree, rows);
   const los = buf.lo.get(rows);
   const his = buf.hi.get(rows);
-  for (let g = 0; g < numKvHeads; g++) {
+  // Units of work: a KV head with its whole group of query heads (one product for the group), or, with per-query-head
+  // entry lists, each query head alone over its KV head.
+  const perQuery = opts.queryEntries !== undefined;
+  if (perQuery && opts.queryEntries!.length !== numHeads) throw new Error(`queryEntries has ${opts.queryEntries!.length} lists for ${numHeads} query heads`);
+  if (perQuery && opts.entries) throw new Error('give entries (per KV head) or queryEntries (per query head), not both');
+  const units = perQuery ? numHeads : numKvHeads;
+  for (let u = 0; u < units; u++) {
+    const g = perQuery ? Math.floor(u / group) : u;
+    const h0 = perQuery ? u : u * group;
+    const count = perQuery ? 1 : group;
+    const cd = count * d;
     const head = layer.heads[g];
-    const list = opts.entries?.[g] ?? null;
+    const list = (perQuery ? opts.queryEntries![u] : opts.entries?.[g]) ?? null;
     // The entries this head reads: a prefix of the head (a view), or the listed ones gathered (a selector's).
     const entryPositions = list ? gatherPositions(head.positions, list, buf.pos) : head.positions;
     // Entries [lo, hi) of that sequence that each query token sees (positions need not be sorted).
@@ -181,11 +190,11 @@ function run(
       : asF32(head.dtype, head.storedValues(0, maxVisible), buf.v);
     // Tree attention: the column of each query row's own entry, so that rows off its ancestry can be masked.
     const treeCols = opts.tree ? ownColumns(entryPositions, positions, buf.tree) : null;
-    const maxBlockRows = Math.max(1, Math.min(rows, Math.floor(BLOCK_SCORES / Math.max(1, maxVisible * group))));
+    const maxBlockRows = Math.max(1, Math.min(rows, Math.floor(BLOCK_SCORES / Math.max(1, maxVisible * count))));
     for (let t0 = 0; t0 < rows; ) {
       const blockRows = Math.min(maxBlockRows, Math.max(MIN_BLOCK_TOKENS, Math.floor(his[t0] / TRIANGLE_SHARE)));
       const t1 = Math.min(rows, t0 + blockRows);
-      const n = (t1 - t0) * group;
+      const n = (t1 - t0) * count;
       // Columns [c0, cols) are the ones some row of the block sees.
       let cols = 0;
       let c0 = maxVisible;
@@ -198,13 +207,13 @@ function run(
       // Queries of the block, one row per (token, head of the group) — contiguous per token — times the scale.
       const qb = buf.q.get(n * d);
       for (let t = t0, o = 0; t < t1; t++) {
-        const src = t * width + g * gd;
-        for (let i = 0; i < gd; i++) qb[o++] = q[src + i] * scale;
+        const src = t * width + h0 * d;
+        for (let i = 0; i < cd; i++) qb[o++] = q[src + i] * scale;
       }
       const block = ws.block(n, w);
       const ranges = block.ranges;
       for (let t = t0, r = 0; t < t1; t++) {
-        for (let j = 0; j < group; j++, r += 2) {
+        for (let j = 0; j < count; j++, r += 2) {
           ranges[r] = los[t] - c0;
           ranges[r + 1] = his[t] - c0;
         }
@@ -212,11 +221,11 @@ function run(
       const scores = block.scores;
       if (w > 0) matmulTransB(qb, keys.subarray(c0 * d, cols * d), scores, n, w, d, { reuseB: false, path });
       if (kernel.name === 'softmax') {
-        if (treeCols) maskTree(scores, w, c0, t0, t1, group, los, his, treeCols, opts.tree!.parents, MASKED);
+        if (treeCols) maskTree(scores, w, c0, t0, t1, count, los, his, treeCols, opts.tree!.parents, MASKED);
         block.run();
       } else {
         sigmoidRows(scores, w, n, ranges, kernel.bias);
-        if (treeCols) maskTree(scores, w, c0, t0, t1, group, los, his, treeCols, opts.tree!.parents, 0);
+        if (treeCols) maskTree(scores, w, c0, t0, t1, count, los, his, treeCols, opts.tree!.parents, 0);
       }
       if (observe) {
         // By the head's own entry index: a listed entry's probability goes to its place among all the head's.
@@ -229,17 +238,17 @@ function run(
         observer!.observe!({
           layer: opts.layer,
           kvHead: g,
-          groupSize: group,
+          groupSize: count,
           queryPositions: positions.subarray(t0, t1),
           probs,
           cols: full,
         });
       }
-      if (accumulate) addReceived(head, accumulate, scores, n, w, c0, list, positions, t0, t1, group);
+      if (accumulate) addReceived(head, accumulate, scores, n, w, c0, list, positions, t0, t1, count);
       const ob = buf.o.get(n * d);
       matmulNN(scores, values.subarray(c0 * d, cols * d), ob, n, d, w, path);
-      // The group's heads of a token are contiguous in `out` as in `ob`.
-      for (let t = t0; t < t1; t++) out.set(ob.subarray((t - t0) * gd, (t - t0 + 1) * gd), t * width + g * gd);
+      // The unit's heads of a token are contiguous in `out` as in `ob`.
+      for (let t = t0; t < t1; t++) out.set(ob.subarray((t - t0) * cd, (t - t0 + 1) * cd), t * width + h0 * d);
       t0 = t1;
     }
   }
