@@ -6,7 +6,8 @@ export type { Backend, AttentionObserver, AttentionBlock, AttentionOptions } fro
 export { cpuBackend, CpuBackend } from './backend/cpu/index.js';
 export { referenceBackend, ReferenceBackend } from './backend/reference/index.js';
 export { inspectModel, loadModel, type LoadedModel, type LoadOptions, type ModelSummary } from './models/load.js';
-export { readModelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig } from './models/config.js';
+export type { ModelConfig } from './models/config.js';
+export { readModelConfig, normaliseConfig, SUPPORTED_ARCHITECTURES } from './models/families.js';
 export {
   newCache,
   contextLength,
@@ -21,7 +22,7 @@ export {
   type ForwardHooks,
   type HeadRef,
 } from './models/model.js';
-export { FAMILIES } from './models/families.js';
+export { FAMILIES, type FamilyEntry } from './models/families.js';
 
 // Attention as a specification: kernels by name (softmax, sigmoid), the visibility rule, the plain-loop reference.
 export { ATTENTION_KERNELS, parseKernel, kernelOf, type AttentionKernel, type AttentionKernelSpec } from './attention/kernels/index.js';

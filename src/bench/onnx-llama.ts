@@ -21,7 +21,8 @@
 import { join } from 'node:path';
 import { inverseFrequencies, ropeTables } from '../attention/rope.js';
 import { SafetensorsArchive } from '../io/safetensors.js';
-import { type ModelConfig, readModelConfig } from '../models/config.js';
+import type { ModelConfig } from '../models/config.js';
+import { readModelConfig } from '../models/families.js';
 import { Proto } from './protobuf.js';
 
 type Ort = typeof import('onnxruntime-node');

@@ -9,7 +9,7 @@ import { generateStream, type GenerateOptions } from '../generate/generate.js';
 import { type SamplingOptions, validateSampling } from '../generate/sampler.js';
 import { checkDraftCompatible, checkDraftCompression, DEFAULT_DRAFT_TOKENS, type SpeculativeStats } from '../generate/speculative.js';
 import { GENERATION_CONFIG_FILE } from '../io/generation-config.js';
-import { readModelConfig } from '../models/config.js';
+import { readModelConfig } from '../models/families.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
 import { contextLength } from '../models/model.js';
 import {

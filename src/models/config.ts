@@ -1,9 +1,8 @@
 /**
- * Normalises a Hugging Face `config.json` into one typed ModelConfig, whichever transformers generation wrote
- * it: 4.x (`rope_theta`, `rope_scaling`, `torch_dtype`) or 5.x (`rope_parameters`, `dtype`).
+ * The typed ModelConfig and the strict readers that every family's normaliser uses on a Hugging Face
+ * `config.json`, whichever transformers generation wrote it: 4.x (`rope_theta`, `rope_scaling`, `torch_dtype`) or
+ * 5.x (`rope_parameters`, `dtype`). Which architectures exist and how each is read is the families' (families.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { AttendError, check } from '../errors.js';
 import type { AttentionKernelSpec } from '../attention/kernels/index.js';
 import type { DType } from '../tensor/dtype.js';
@@ -55,16 +54,7 @@ export interface ModelConfig {
   eosTokenIds: number[];
 }
 
-/** Architectures this runtime implements, by the name in config.json's `architectures`. */
-export const SUPPORTED_ARCHITECTURES: Record<string, { modelType: string; family: Family }> = {
-  LlamaForCausalLM: { modelType: 'llama', family: 'llama' },
-  MistralForCausalLM: { modelType: 'mistral', family: 'llama' },
-  Qwen2ForCausalLM: { modelType: 'qwen2', family: 'llama' },
-  Qwen3ForCausalLM: { modelType: 'qwen3', family: 'llama' },
-  GPT2LMHeadModel: { modelType: 'gpt2', family: 'gpt2' },
-};
-
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 /**
  * Bounds on config.json numbers. A value above one of these is a corrupt or hostile file, not a model: each is far
@@ -105,23 +95,8 @@ function jsonErrorLine(e: unknown, text: string): string {
   return msg.length > 200 ? `${msg.slice(0, 200)}...` : msg;
 }
 
-export function readModelConfig(dir: string): ModelConfig {
-  check(existsSync(dir), `model directory not found: ${dir}`);
-  const path = join(dir, 'config.json');
-  check(existsSync(path), `${path}: missing (a Hugging Face model directory needs config.json)`);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new AttendError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  const raw = parseJson(text, path);
-  check(raw !== null && typeof raw === 'object' && !Array.isArray(raw), `${path}: expected a JSON object`);
-  return normaliseConfig(raw as Json, path);
-}
-
 /** Strict readers of config.json fields; every failure is one line naming the file and the field. */
-function fields(json: Json, source: string) {
+export function fields(json: Json, source: string) {
   const show = (v: unknown) => {
     const text = JSON.stringify(v) ?? String(v);
     return text.length > 40 ? `${text.slice(0, 40)}...` : text;
@@ -150,94 +125,7 @@ function fields(json: Json, source: string) {
   };
   return { int, pos, bool, present, show };
 }
-type Fields = ReturnType<typeof fields>;
-
-export function normaliseConfig(json: Json, source = 'config.json'): ModelConfig {
-  const architecture = pickArchitecture(json, source);
-  const { modelType, family } = SUPPORTED_ARCHITECTURES[architecture];
-  const f = fields(json, source);
-  const config = family === 'gpt2' ? gpt2Config(json, f, architecture, source) : llamaConfig(json, f, architecture, modelType, source);
-  checkConfig(config, source);
-  return config;
-}
-
-function llamaConfig(json: Json, f: Fields, architecture: string, modelType: string, source: string): ModelConfig {
-  const hiddenSize = f.int('hidden_size', MAX_DIMENSION);
-  const numHeads = f.int('num_attention_heads', MAX_DIMENSION);
-  const numKvHeads = f.int('num_key_value_heads', MAX_DIMENSION, numHeads);
-  check(numHeads % numKvHeads === 0,
-    `${source}: "num_attention_heads" ${numHeads} is not a multiple of "num_key_value_heads" ${numKvHeads}`);
-  let headDim: number;
-  if (f.present('head_dim')) headDim = f.int('head_dim', MAX_DIMENSION);
-  else {
-    check(hiddenSize % numHeads === 0, `${source}: "hidden_size" ${hiddenSize} is not divisible by "num_attention_heads" ${numHeads} (and there is no "head_dim")`);
-    headDim = hiddenSize / numHeads;
-  }
-  const numLayers = f.int('num_hidden_layers', MAX_LAYERS);
-  const maxPositions = f.int('max_position_embeddings', MAX_POSITIONS);
-  const act = String(json.hidden_act ?? 'silu');
-  check(act === 'silu', `${source}: hidden_act "${act}" is not supported for ${architecture} (supported: silu)`);
-  const bias = f.bool('attention_bias', false);
-  return {
-    architecture,
-    modelType,
-    family: 'llama',
-    vocabSize: f.int('vocab_size', MAX_DIMENSION),
-    hiddenSize,
-    intermediateSize: f.int('intermediate_size', MAX_DIMENSION),
-    numLayers,
-    numHeads,
-    numKvHeads,
-    headDim,
-    maxPositions,
-    norm: 'rms',
-    normEps: f.pos('rms_norm_eps', 1e-6),
-    activation: 'silu',
-    qkvBias: modelType === 'qwen2' ? true : bias,
-    outBias: modelType === 'qwen2' ? false : bias,
-    qkNorm: modelType === 'qwen3',
-    tieEmbeddings: f.bool('tie_word_embeddings', false),
-    rope: ropeConfig(json, f, headDim, maxPositions, source),
-    slidingWindows: slidingWindows(json, f, modelType, numLayers, source),
-    dtype: dtypeOf(json, source),
-    ...tokenIds(json, source),
-  };
-}
-
-function gpt2Config(json: Json, f: Fields, architecture: string, source: string): ModelConfig {
-  const hiddenSize = f.int('n_embd', MAX_DIMENSION);
-  const numHeads = f.int('n_head', MAX_DIMENSION);
-  check(hiddenSize % numHeads === 0, `${source}: "n_embd" ${hiddenSize} is not divisible by "n_head" ${numHeads}`);
-  const act = String(json.activation_function ?? 'gelu_new');
-  check(act === 'gelu_new' || act === 'gelu', `${source}: activation_function "${act}" is not supported (supported: gelu_new, gelu)`);
-  check(!json.scale_attn_by_inverse_layer_idx, `${source}: scale_attn_by_inverse_layer_idx is not supported`);
-  check(json.scale_attn_weights !== false, `${source}: scale_attn_weights=false is not supported`);
-  const numLayers = f.int('n_layer', MAX_LAYERS);
-  return {
-    architecture,
-    modelType: 'gpt2',
-    family: 'gpt2',
-    vocabSize: f.int('vocab_size', MAX_DIMENSION),
-    hiddenSize,
-    intermediateSize: f.int('n_inner', MAX_DIMENSION, 4 * hiddenSize),
-    numLayers,
-    numHeads,
-    numKvHeads: numHeads,
-    headDim: hiddenSize / numHeads,
-    maxPositions: f.int('n_positions', MAX_POSITIONS),
-    norm: 'layer',
-    normEps: f.pos('layer_norm_epsilon', 1e-5),
-    activation: act,
-    qkvBias: true,
-    outBias: true,
-    qkNorm: false,
-    tieEmbeddings: f.bool('tie_word_embeddings', true),
-    rope: null,
-    slidingWindows: new Array(numLayers).fill(null),
-    dtype: dtypeOf(json, source),
-    ...tokenIds(json, source),
-  };
-}
+export type Fields = ReturnType<typeof fields>;
 
 /**
  * The invariants the model code relies on, checked once on the normalised config (the field readers above have
@@ -265,19 +153,8 @@ export function checkConfig(c: ModelConfig, source = 'config.json'): void {
   }
 }
 
-function pickArchitecture(json: Json, source: string): string {
-  const supported = Object.keys(SUPPORTED_ARCHITECTURES);
-  const listed = Array.isArray(json.architectures) ? json.architectures.map(String) : [];
-  const byName = listed.find((a) => a in SUPPORTED_ARCHITECTURES);
-  if (byName) return byName;
-  const byType = supported.find((a) => SUPPORTED_ARCHITECTURES[a].modelType === json.model_type);
-  if (byType && listed.length === 0) return byType;
-  const what = listed.length ? listed.join(', ') : `model_type "${String(json.model_type)}"`;
-  throw new AttendError(`${source}: unsupported architecture ${what} (supported: ${supported.join(', ')})`);
-}
-
 /** transformers 5.x writes `rope_parameters`; 4.x wrote `rope_theta` plus an optional `rope_scaling`. */
-function ropeConfig(json: Json, f: Fields, headDim: number, maxPositions: number, source: string): RopeConfig {
+export function ropeConfig(json: Json, f: Fields, headDim: number, maxPositions: number, source: string): RopeConfig {
   const raw = json.rope_parameters ?? json.rope_scaling ?? {};
   const key = json.rope_parameters !== undefined && json.rope_parameters !== null ? 'rope_parameters' : 'rope_scaling';
   check(typeof raw === 'object' && !Array.isArray(raw), () => `${source}: "${key}" is ${f.show(raw)}, expected an object or null`);
@@ -308,7 +185,7 @@ function ropeConfig(json: Json, f: Fields, headDim: number, maxPositions: number
 const contextFits = (positions: number, factor: number) => positions * factor <= MAX_POSITIONS;
 
 /** Mistral windows every layer; Qwen2 windows layers from `max_window_layers` on when `use_sliding_window`. */
-function slidingWindows(json: Json, f: Fields, modelType: string, numLayers: number, source: string): (number | null)[] {
+export function slidingWindows(json: Json, f: Fields, modelType: string, numLayers: number, source: string): (number | null)[] {
   const window = f.present('sliding_window') ? f.int('sliding_window', MAX_POSITIONS) : null;
   if (Array.isArray(json.layer_types) && json.layer_types.length === numLayers) {
     return json.layer_types.map((t) => (t === 'sliding_attention' ? window : null));
@@ -325,7 +202,7 @@ function slidingWindows(json: Json, f: Fields, modelType: string, numLayers: num
   return new Array(numLayers).fill(null);
 }
 
-function dtypeOf(json: Json, source: string): DType {
+export function dtypeOf(json: Json, source: string): DType {
   const key = json.dtype !== undefined && json.dtype !== null ? 'dtype' : 'torch_dtype';
   const name = json[key] ?? 'float32';
   const dtype = typeof name === 'string' && Object.hasOwn(DTYPES, name) ? DTYPES[name] : undefined;
@@ -333,7 +210,7 @@ function dtypeOf(json: Json, source: string): DType {
   return dtype;
 }
 
-function tokenIds(json: Json, source: string): { bosTokenId?: number; eosTokenIds: number[] } {
+export function tokenIds(json: Json, source: string): { bosTokenId?: number; eosTokenIds: number[] } {
   const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
   const eos = json.eos_token_id ?? [];
   const eosTokenIds = Array.isArray(eos) ? eos : [eos];

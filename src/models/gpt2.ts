@@ -5,7 +5,9 @@
 import type { Backend } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { ModelConfig } from './config.js';
+import { check } from '../errors.js';
+import { dtypeOf, type Fields, type Json, MAX_DIMENSION, MAX_LAYERS, MAX_POSITIONS, type ModelConfig, tokenIds } from './config.js';
+import type { FamilyEntry } from './families.js';
 import { BatchLayout, type SequenceStep } from './batch.js';
 import { type BatchOptions, cacheFor, type CausalLM, type ForwardOptions } from './model.js';
 import type { DType } from '../tensor/dtype.js';
@@ -108,3 +110,46 @@ export class Gpt2Model implements CausalLM {
     return logits;
   }
 }
+
+/** config.json of GPT-2, normalised. */
+function gpt2Config(json: Json, f: Fields, architecture: string, _modelType: string, source: string): ModelConfig {
+  const hiddenSize = f.int('n_embd', MAX_DIMENSION);
+  const numHeads = f.int('n_head', MAX_DIMENSION);
+  check(hiddenSize % numHeads === 0, `${source}: "n_embd" ${hiddenSize} is not divisible by "n_head" ${numHeads}`);
+  const act = String(json.activation_function ?? 'gelu_new');
+  check(act === 'gelu_new' || act === 'gelu', `${source}: activation_function "${act}" is not supported (supported: gelu_new, gelu)`);
+  check(!json.scale_attn_by_inverse_layer_idx, `${source}: scale_attn_by_inverse_layer_idx is not supported`);
+  check(json.scale_attn_weights !== false, `${source}: scale_attn_weights=false is not supported`);
+  const numLayers = f.int('n_layer', MAX_LAYERS);
+  return {
+    architecture,
+    modelType: 'gpt2',
+    family: 'gpt2',
+    vocabSize: f.int('vocab_size', MAX_DIMENSION),
+    hiddenSize,
+    intermediateSize: f.int('n_inner', MAX_DIMENSION, 4 * hiddenSize),
+    numLayers,
+    numHeads,
+    numKvHeads: numHeads,
+    headDim: hiddenSize / numHeads,
+    maxPositions: f.int('n_positions', MAX_POSITIONS),
+    norm: 'layer',
+    normEps: f.pos('layer_norm_epsilon', 1e-5),
+    activation: act,
+    qkvBias: true,
+    outBias: true,
+    qkNorm: false,
+    tieEmbeddings: f.bool('tie_word_embeddings', true),
+    rope: null,
+    slidingWindows: new Array(numLayers).fill(null),
+    dtype: dtypeOf(json, source),
+    ...tokenIds(json, source),
+  };
+}
+
+/** The family's registry entry (families.ts): its architecture, config normaliser and constructor. */
+export const gpt2Family: FamilyEntry = {
+  architectures: { GPT2LMHeadModel: 'gpt2' },
+  config: gpt2Config,
+  create: (config, weights, backend) => new Gpt2Model(config, weights, backend),
+};

@@ -7,7 +7,9 @@ import type { Backend } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { inverseFrequencies, ropeTables } from '../attention/rope.js';
 import { Tensor } from '../tensor/tensor.js';
-import type { ModelConfig } from './config.js';
+import { check } from '../errors.js';
+import { dtypeOf, type Fields, type Json, MAX_DIMENSION, MAX_LAYERS, MAX_POSITIONS, type ModelConfig, ropeConfig, slidingWindows, tokenIds } from './config.js';
+import type { FamilyEntry } from './families.js';
 import { BatchLayout, type SequenceStep } from './batch.js';
 import { type BatchOptions, cacheFor, type CausalLM, type ForwardOptions } from './model.js';
 import type { DType } from '../tensor/dtype.js';
@@ -145,3 +147,54 @@ export class LlamaModel implements CausalLM {
     return { cos, sin };
   }
 }
+
+/** config.json of the Llama-family architectures, normalised. */
+function llamaConfig(json: Json, f: Fields, architecture: string, modelType: string, source: string): ModelConfig {
+  const hiddenSize = f.int('hidden_size', MAX_DIMENSION);
+  const numHeads = f.int('num_attention_heads', MAX_DIMENSION);
+  const numKvHeads = f.int('num_key_value_heads', MAX_DIMENSION, numHeads);
+  check(numHeads % numKvHeads === 0,
+    `${source}: "num_attention_heads" ${numHeads} is not a multiple of "num_key_value_heads" ${numKvHeads}`);
+  let headDim: number;
+  if (f.present('head_dim')) headDim = f.int('head_dim', MAX_DIMENSION);
+  else {
+    check(hiddenSize % numHeads === 0, `${source}: "hidden_size" ${hiddenSize} is not divisible by "num_attention_heads" ${numHeads} (and there is no "head_dim")`);
+    headDim = hiddenSize / numHeads;
+  }
+  const numLayers = f.int('num_hidden_layers', MAX_LAYERS);
+  const maxPositions = f.int('max_position_embeddings', MAX_POSITIONS);
+  const act = String(json.hidden_act ?? 'silu');
+  check(act === 'silu', `${source}: hidden_act "${act}" is not supported for ${architecture} (supported: silu)`);
+  const bias = f.bool('attention_bias', false);
+  return {
+    architecture,
+    modelType,
+    family: 'llama',
+    vocabSize: f.int('vocab_size', MAX_DIMENSION),
+    hiddenSize,
+    intermediateSize: f.int('intermediate_size', MAX_DIMENSION),
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    maxPositions,
+    norm: 'rms',
+    normEps: f.pos('rms_norm_eps', 1e-6),
+    activation: 'silu',
+    qkvBias: modelType === 'qwen2' ? true : bias,
+    outBias: modelType === 'qwen2' ? false : bias,
+    qkNorm: modelType === 'qwen3',
+    tieEmbeddings: f.bool('tie_word_embeddings', false),
+    rope: ropeConfig(json, f, headDim, maxPositions, source),
+    slidingWindows: slidingWindows(json, f, modelType, numLayers, source),
+    dtype: dtypeOf(json, source),
+    ...tokenIds(json, source),
+  };
+}
+
+/** The family's registry entry (families.ts): its architectures, config normaliser and constructor. */
+export const llamaFamily: FamilyEntry = {
+  architectures: { LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3' },
+  config: llamaConfig,
+  create: (config, weights, backend) => new LlamaModel(config, weights, backend),
+};

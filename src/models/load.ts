@@ -6,8 +6,8 @@ import { type GenerationDefaults, readGenerationConfig } from '../io/generation-
 import { SafetensorsArchive } from '../io/safetensors.js';
 import { TextTokenizer } from '../io/tokenizer.js';
 import { type AttentionKernelSpec, parseKernel } from '../attention/kernels/index.js';
-import { type ModelConfig, readModelConfig } from './config.js';
-import { FAMILIES } from './families.js';
+import type { ModelConfig } from './config.js';
+import { FAMILIES, readModelConfig } from './families.js';
 import type { CausalLM } from './model.js';
 import { WeightReader } from './weights.js';
 
@@ -50,7 +50,7 @@ export function inspectModel(dir: string): ModelSummary {
   const archive = SafetensorsArchive.open(dir);
   try {
     const weights = new WeightReader(archive, join(dir, 'model.safetensors'), { shapesOnly: true });
-    FAMILIES[config.family](config, weights, cpuBackend);
+    FAMILIES[config.family].create(config, weights, cpuBackend);
     return { dir, config, parameterCount: countParameters(archive) };
   } finally {
     archive.close();
@@ -67,7 +67,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
     const source = join(dir, archive.names().length ? 'model.safetensors' : '');
     const weights = new WeightReader(archive, source);
     const backend = opts.backend ?? cpuBackend;
-    const model = FAMILIES[config.family](config, weights, backend);
+    const model = FAMILIES[config.family].create(config, weights, backend);
     const parameterCount = countParameters(archive);
     const tokenizer = TextTokenizer.load(dir);
     return { dir, config, model, tokenizer, generation: readGenerationConfig(dir), parameterCount };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { assertUserError, runCli } from '../helpers/cli.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
-import { readModelConfig } from '../../src/models/config.js';
+import { readModelConfig } from '../../src/models/families.js';
 
 const fixture = join(PARITY_DIR, 'llama-gqa-tied');
 

@@ -2,7 +2,8 @@
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { LayerCache } from '../../src/cache/kv-cache.js';
 import { uniformArray } from '../../src/generate/random.js';
-import { normaliseConfig, type ModelConfig } from '../../src/models/config.js';
+import type { ModelConfig } from '../../src/models/config.js';
+import { normaliseConfig } from '../../src/models/families.js';
 import type { LayerView, QueryWindow } from '../../src/presses/press.js';
 
 export function tinyConfig(numHeads: number, numKvHeads: number, headDim: number, numLayers = 1): ModelConfig {
