@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { widenHalf, widenPath } from '../../src/backend/cpu/convert/half.js';
 import { bf16ToF32, f16BitsToF32Bits, f16ToF32, f32ToBf16, f32ToF16, narrow, widen } from '../../src/tensor/dtype.js';
+import { Random } from '../../src/generate/random.js';
 
 const ALL = Uint16Array.from({ length: 65536 }, (_, i) => i);
 
@@ -115,11 +116,8 @@ function inputs(widenBits: (h: number) => number, infinity: number): Float32Arra
     const mid = (lo + hi) / 2; // exactly an f32 for both formats
     xs.push(lo, mid, -mid, fromBits(f32Bits(mid) + 1), fromBits(f32Bits(mid) - 1));
   }
-  let s = 12345;
-  for (let i = 0; i < 200_000; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    xs.push(fromBits(Math.imul(s, 2654435761) >>> 0));
-  }
+  const rng = new Random(12345);
+  for (let i = 0; i < 200_000; i++) xs.push(fromBits(Math.floor(rng.next() * 2 ** 32)));
   xs.push(0, -0, Infinity, -Infinity, NaN, 65504, 65519.99, 65520, 65536, 1e38, 3.4028234663852886e38, 2 ** -25, 2 ** -24, 3 * 2 ** -26, 2 ** -149);
   return Float32Array.from(xs);
 }

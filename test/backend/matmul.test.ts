@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { uniformArray } from '../../src/generate/random.js';
+import { Random, uniformArray } from '../../src/generate/random.js';
 import {
   matmulBackendInfo,
   matmulNN,
@@ -125,11 +125,8 @@ for (const path of PATHS) {
 
     test('many calls of varying shapes (threads hand work back and forth)', () => {
       selectMatmul(path);
-      let seed = 12345;
-      const next = (lo: number, hi: number) => {
-        seed = (seed * 1103515245 + 12345) >>> 0;
-        return lo + (seed % (hi - lo + 1));
-      };
+      const rng = new Random(12345);
+      const next = (lo: number, hi: number) => lo + Math.floor(rng.next() * (hi - lo + 1));
       const b = uniformArray(200 * 700, 77); // one weight array, viewed at several shapes
       for (let i = 0; i < (path === 'js' ? 10 : 80); i++) {
         const [m, n, k] = [next(1, 9), next(9, 200), next(64, 700)];

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TextTokenizer, type ChatMessage } from '../../src/io/tokenizer.js';
 import { AttendError } from '../../src/errors.js';
+import { Random } from '../../src/generate/random.js';
 
 let root: string;
 before(() => {
@@ -203,8 +204,8 @@ describe('byte-level BPE', () => {
   });
 
   test('stream decoder on random ids (including invalid byte sequences) matches decode', () => {
-    let seed = 7;
-    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x80000000);
+    const rng = new Random(7);
+    const rand = () => rng.next();
     for (let trial = 0; trial < 20; trial++) {
       const ids = Array.from({ length: 80 }, () => Math.floor(rand() * 306));
       assert.equal(streamAll(tok, ids, false, false), tok.decode(ids));
@@ -445,8 +446,8 @@ describe('metaspace BPE with byte fallback and clean-up', () => {
       assert.equal(streamAll(tok, ids), tok.decode(ids));
       assert.equal(streamAll(tok, ids, true), tok.decode(ids, { skipSpecialTokens: true }));
     }
-    let seed = 3;
-    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x80000000);
+    const rng = new Random(3);
+    const rand = () => rng.next();
     const pool = [...Array(tok.vocabSize).keys()];
     for (let trial = 0; trial < 30; trial++) {
       const ids = Array.from({ length: 60 }, () => pool[Math.floor(rand() * pool.length)]);
