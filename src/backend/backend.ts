@@ -8,7 +8,11 @@
  */
 import type { AttentionKernelSpec } from '../attention/kernels/index.js';
 import type { Visibility } from '../attention/visibility.js';
+import type { HeadMemory } from '../cache/head-memory.js';
 import type { CacheShape, KVCache, LayerCache } from '../cache/kv-cache.js';
+
+/** A layer of any backend's KV memory. */
+type Layer = LayerCache<HeadMemory>;
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -108,21 +112,21 @@ export interface Backend {
    * Models ask for one through CausalLM.makeCache; nothing outside the backend touches its storage except through
    * the ops here and the cache's own append / keep / trim / clone / bytes.
    */
-  createCache(shape: CacheShape, dtype: DType): KVCache;
+  createCache(shape: CacheShape, dtype: DType): KVCache<HeadMemory>;
   /** Per KV head of the layer, the L2 norm of every entry's key (key-norm presses). */
-  keyNorms(layer: LayerCache): Float32Array[];
+  keyNorms(layer: Layer): Float32Array[];
   /**
    * The softmax attention of q ([rows × heads·headDim] at `positions`) over the layer, as weights: per KV head,
    * [rows × groupSize rows (head fastest) × head.length]. What presses that score by a window of recent queries
    * read (SnapKV, TOVA); a device backend computes it where the cache lives and returns only these weights.
    */
-  attentionWeights(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Float32Array[];
+  attentionWeights(q: Tensor, layer: Layer, positions: Int32Array, opts: AttentionOptions): Float32Array[];
   /** Appends the rows' keys and values ([rows × kvHeads·headDim]) to the layer's heads at `positions`. */
-  appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void;
+  appendKv(layer: Layer, k: Tensor, v: Tensor, positions: Int32Array): void;
   /**
    * Grouped-query attention of q ([rows × heads·headDim], rows at `positions`) over the layer's heads: each row reads
    * the entries `opts` makes visible to it (by default, those whose original position is ≤ its own) and weighs them
    * with `opts.kernel`. attention/reference.ts is the same computation in plain loops, the oracle of every backend.
    */
-  attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor;
+  attention(q: Tensor, layer: Layer, positions: Int32Array, opts: AttentionOptions): Tensor;
 }

@@ -18,6 +18,7 @@ import { newCache } from '../models/model.js';
 import type { DType } from '../tensor/dtype.js';
 import type { BenchOptions, Row } from './report.js';
 import { type Contender, cpuSnapshot, machineLoadRow, race } from './timing.js';
+import { hostHead } from '../cache/head-store.js';
 
 export const KV_DTYPES: DType[] = ['f32', 'f16', 'bf16'];
 export const KV_DECODE_AFTER = [2048, 4096];
@@ -30,7 +31,7 @@ function prefixCopy(source: KVCache, n: number, dtype: DType): KVCache {
   const copy = new KVCache(source.shape, dtype);
   copy.nextPosition = n;
   source.layers.forEach((layer, l) =>
-    layer.heads.forEach((head, h) => copy.layers[l].heads[h].append(head.keys(0, n), head.values(0, n), head.positions.subarray(0, n), 0, head.headDim)),
+    layer.heads.forEach((head, h) => hostHead(copy.layers[l].heads[h]).append(head.keys(0, n), head.values(0, n), head.positions.subarray(0, n), 0, head.headDim)),
   );
   return copy;
 }

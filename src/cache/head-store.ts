@@ -6,6 +6,7 @@
  */
 import { AttendError } from '../errors.js';
 import { type DType, BYTES_PER_ELEMENT, narrow, widen } from '../tensor/dtype.js';
+import type { HeadMemory } from './head-memory.js';
 
 /**
  * Room added when a head grows: an eighth of what it holds, at least 16 and at most 256 entries — few copies
@@ -20,7 +21,8 @@ function allocate(dtype: DType, n: number): Storage {
   return dtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
 }
 
-export class HeadStore {
+/** The host implementation of HeadMemory (the CPU and reference backends'). */
+export class HeadStore implements HeadMemory {
   private keyData: Storage;
   private valueData: Storage;
   private positionData: Int32Array;
@@ -212,4 +214,10 @@ export class HeadStore {
     const out = scratch && scratch.length >= count * d ? scratch.subarray(0, count * d) : new Float32Array(count * d);
     return widen(this.dtype as 'f16' | 'bf16', rows, out);
   }
+}
+
+/** `head` as host storage, for backends that read its arrays directly (the CPU and reference backends). */
+export function hostHead(head: HeadMemory): HeadStore {
+  if (!(head instanceof HeadStore)) throw new Error('this backend reads host KV memory (HeadStore); the cache was made by another backend');
+  return head;
 }

@@ -1,10 +1,11 @@
 /**
- * The KV cache of one sequence: per layer, per key/value head, a HeadStore. Positions keep the original
+ * The KV cache of one sequence: per layer, per key/value head, a HeadMemory (HeadStore on the host). Positions keep the original
  * numbering: after entries are dropped, new tokens still continue from `nextPosition`, so RoPE and causal
  * masks stay those of the uncompressed sequence.
  */
 import { AttendError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
+import type { HeadMemory } from './head-memory.js';
 import { HeadStore } from './head-store.js';
 
 export interface CacheShape {
@@ -13,10 +14,11 @@ export interface CacheShape {
   headDim: number;
 }
 
-export class LayerCache {
-  constructor(readonly heads: HeadStore[]) {}
+/** One layer's heads; H is the backend's head memory (HeadStore, host arrays, by default). */
+export class LayerCache<H extends HeadMemory = HeadMemory> {
+  constructor(readonly heads: H[]) {}
 
-  static empty(numKvHeads: number, headDim: number, dtype: DType): LayerCache {
+  static empty(numKvHeads: number, headDim: number, dtype: DType): LayerCache<HeadStore> {
     return new LayerCache(Array.from({ length: numKvHeads }, () => new HeadStore(headDim, dtype)));
   }
 
@@ -34,27 +36,28 @@ export class LayerCache {
     return this.heads.reduce((m, h) => Math.max(m, h.length), 0);
   }
 
-  clone(): LayerCache {
-    return new LayerCache(this.heads.map((h) => h.clone()));
+  clone(): LayerCache<H> {
+    return new LayerCache(this.heads.map((h) => h.clone() as H));
   }
 }
 
-export class KVCache {
-  readonly layers: LayerCache[];
+export class KVCache<H extends HeadMemory = HeadMemory> {
+  readonly layers: LayerCache<H>[];
   /** The original position the next token will take. */
   nextPosition = 0;
 
   constructor(
     readonly shape: CacheShape,
     readonly dtype: DType = 'f32',
-    layers?: LayerCache[],
+    layers?: LayerCache<H>[],
   ) {
-    this.layers = layers ?? Array.from({ length: shape.numLayers }, () => LayerCache.empty(shape.numKvHeads, shape.headDim, dtype));
+    // Without layers given: host memory (a backend with its own head memory passes its layers).
+    this.layers = layers ?? (Array.from({ length: shape.numLayers }, () => LayerCache.empty(shape.numKvHeads, shape.headDim, dtype)) as unknown as LayerCache<H>[]);
   }
 
   /** A deep copy: keep a compressed context and answer several questions from copies of it. */
-  clone(): KVCache {
-    const copy = new KVCache(this.shape, this.dtype, this.layers.map((l) => l.clone()));
+  clone(): KVCache<H> {
+    const copy = new KVCache<H>(this.shape, this.dtype, this.layers.map((l) => l.clone()));
     copy.nextPosition = this.nextPosition;
     return copy;
   }

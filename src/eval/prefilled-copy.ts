@@ -5,6 +5,7 @@
  * way. Head statistics come along only if named: a run of a press that records none has none.
  */
 import { KVCache } from '../cache/kv-cache.js';
+import { hostHead } from '../cache/head-store.js';
 
 /** `chunkEnds`: where each prefill chunk ended; `stats`: the head statistics to copy. */
 export function copyAsPrefilled(source: KVCache, chunkEnds: number[], stats: string[]): KVCache {
@@ -12,7 +13,7 @@ export function copyAsPrefilled(source: KVCache, chunkEnds: number[], stats: str
   copy.nextPosition = source.nextPosition;
   source.layers.forEach((layer, l) => {
     layer.heads.forEach((head, h) => {
-      const target = copy.layers[l].heads[h];
+      const target = hostHead(copy.layers[l].heads[h]);
       let start = 0;
       for (const end of chunkEnds) {
         const count = end - start;

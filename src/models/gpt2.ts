@@ -11,6 +11,7 @@ import type { FamilyEntry } from './families.js';
 import { BatchLayout, type SequenceStep } from './batch.js';
 import { type BatchOptions, cacheFor, type CausalLM, type ForwardOptions } from './model.js';
 import type { DType } from '../tensor/dtype.js';
+import type { HeadMemory } from '../cache/head-memory.js';
 import { transpose, type WeightReader } from './weights.js';
 
 interface Gpt2Layer {
@@ -71,7 +72,7 @@ export class Gpt2Model implements CausalLM {
     return this.forwardBatch([{ ids, cache, observer: opts.observer, select: opts.select }], opts)[0];
   }
 
-  makeCache(dtype?: DType): KVCache {
+  makeCache(dtype?: DType): KVCache<HeadMemory> {
     return cacheFor(this.config, this.backend, dtype);
   }
 

@@ -1,5 +1,6 @@
 /** What every model family provides to generation, presses and the CLI. */
 import type { AttentionObserver, Backend } from '../backend/backend.js';
+import type { HeadMemory } from '../cache/head-memory.js';
 import { KVCache } from '../cache/kv-cache.js';
 import { check } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
@@ -46,11 +47,11 @@ export interface CausalLM {
   /** The same for several sequences at once (each with its own cache, length and position); logits per sequence. */
   forwardBatch(steps: SequenceStep[], opts?: BatchOptions): Tensor[];
   /** A new, empty cache for one sequence, in the backend's memory (Backend.createCache). */
-  makeCache(dtype?: DType): KVCache;
+  makeCache(dtype?: DType): KVCache<HeadMemory>;
 }
 
 /** makeCache for a family: the config's cache shape, created by the model's backend. */
-export function cacheFor(config: ModelConfig, backend: Backend, dtype: DType = 'f32'): KVCache {
+export function cacheFor(config: ModelConfig, backend: Backend, dtype: DType = 'f32'): KVCache<HeadMemory> {
   return backend.createCache({ numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim }, dtype);
 }
 

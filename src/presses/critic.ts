@@ -42,7 +42,7 @@
  * the entropy term is 0 everywhere and ranks nothing.
  */
 import type { AttentionBlock, AttentionObserver } from '../backend/backend.js';
-import type { HeadStore } from '../cache/head-store.js';
+import type { HeadMemory } from '../cache/head-memory.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { check } from '../errors.js';
 import { ATTENTION_SUM } from './observe.js';
@@ -148,7 +148,7 @@ export class CriticPress implements Press {
 }
 
 /** Attention each entry received since the last compression (the sum statistic less its baseline, which moves up). */
-function currentAttention(head: HeadStore): Float64Array {
+function currentAttention(head: HeadMemory): Float64Array {
   const sum = head.stat(ATTENTION_SUM);
   const base = head.stat(CRITIC_ATTENTION_BASE);
   const out = Float64Array.from(sum, (s, i) => s - base[i]);
@@ -156,7 +156,7 @@ function currentAttention(head: HeadStore): Float64Array {
   return out;
 }
 
-function aligned(heads: HeadStore[]): boolean {
+function aligned(heads: HeadMemory[]): boolean {
   const first = heads[0].positions;
   return heads.every((h) => h.length === first.length && h.positions.every((p, i) => p === first[i]));
 }

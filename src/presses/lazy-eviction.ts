@@ -40,7 +40,7 @@
  * and forward; wrapping it in `press.observer` again would record every block twice.
  */
 import type { AttentionBlock, AttentionObserver } from '../backend/backend.js';
-import type { HeadStore } from '../cache/head-store.js';
+import type { HeadMemory } from '../cache/head-memory.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { check } from '../errors.js';
 import type { LayerView, Press } from './press.js';
@@ -118,7 +118,7 @@ export class LazyEvictionPress implements Press {
   }
 }
 
-function headScores(head: HeadStore, now: number): Float32Array {
+function headScores(head: HeadMemory, now: number): Float32Array {
   const last = head.stat(LAZY_LAST);
   const mri = head.stat(LAZY_MRI);
   const seen = head.stat(LAZY_SEEN);

@@ -18,7 +18,7 @@
  * per-head compressed cache too (select within what a press kept); (2) page bounds are kept per KV head and
  * extended as entries arrive, rebuilt when a press or a rollback changes the head.
  */
-import type { HeadStore } from '../cache/head-store.js';
+import type { HeadMemory } from '../cache/head-memory.js';
 import { AttendError } from '../errors.js';
 import type { Selector, SelectorView } from './selector.js';
 
@@ -42,7 +42,7 @@ export class QuestSelector implements Selector {
   readonly budget: number;
   readonly page: number;
   readonly denseLayers: number;
-  private readonly bounds = new WeakMap<HeadStore, PageBounds>();
+  private readonly bounds = new WeakMap<HeadMemory, PageBounds>();
 
   constructor(opts: QuestOptions = {}) {
     this.budget = opts.budget ?? 1024;
@@ -87,7 +87,7 @@ export class QuestSelector implements Selector {
   }
 
   /** The head's page bounds, extended over entries appended since, or rebuilt after the head changed. */
-  private pageBounds(head: HeadStore): PageBounds {
+  private pageBounds(head: HeadMemory): PageBounds {
     const d = head.headDim;
     const n = head.length;
     let b = this.bounds.get(head);

@@ -45,7 +45,7 @@ test('bf16 and f16 storage round to 16 bits and halve the bytes', () => {
 });
 
 test('a cache sums its heads exactly, and heads may differ in length', () => {
-  const c = new KVCache({ numLayers: 2, numKvHeads: 2, headDim: 2 });
+  const c = new KVCache<HeadStore>({ numLayers: 2, numKvHeads: 2, headDim: 2 });
   const d = rows(10, 4, 0);
   for (const layer of c.layers) layer.heads.forEach((h, i) => h.append(d, d, Int32Array.from({ length: 10 }, (_, j) => j), i * 2, 4));
   c.layers[1].heads[0].keep([9]);

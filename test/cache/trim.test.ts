@@ -19,7 +19,7 @@ function projection(from: number, to: number, salt: number): Float32Array {
 }
 
 /** Appends tokens [from, to) to every layer and head, as a forward would, and moves nextPosition on. */
-function run(cache: KVCache, from: number, to: number): void {
+function run(cache: KVCache<HeadStore>, from: number, to: number): void {
   assert.equal(cache.nextPosition, from);
   const positions = Int32Array.from({ length: to - from }, (_, i) => from + i);
   cache.layers.forEach((layer, l) => {
@@ -53,11 +53,11 @@ function perEntry(dtype: DType, stats = 0): number {
 
 for (const dtype of ['f32', 'bf16', 'f16'] as const) {
   test(`trim of a full ${dtype} cache equals the cache built without the dropped tokens`, () => {
-    const cache = new KVCache(SHAPE, dtype);
+    const cache = new KVCache<HeadStore>(SHAPE, dtype);
     run(cache, 0, 13);
     const allocated = cache.bytes();
     cache.trim(9);
-    const reference = new KVCache(SHAPE, dtype);
+    const reference = new KVCache<HeadStore>(SHAPE, dtype);
     run(reference, 0, 9);
     assert.deepEqual(snapshot(cache), snapshot(reference));
     assert.equal(cache.liveBytes(), SHAPE.numLayers * SHAPE.numKvHeads * 9 * perEntry(dtype));
@@ -72,7 +72,7 @@ for (const dtype of ['f32', 'bf16', 'f16'] as const) {
 
 test('trim of a compressed cache: each head drops its own suffix, press statistics move along', () => {
   const make = () => {
-    const c = new KVCache(SHAPE);
+    const c = new KVCache<HeadStore>(SHAPE);
     run(c, 0, 12);
     for (const layer of c.layers) for (const h of layer.heads) h.stat('score').set(Array.from({ length: h.length }, (_, i) => i + 0.5));
     // Per-head ragged, as a press leaves it: different entries, different lengths.
@@ -111,7 +111,7 @@ test('trim of a compressed cache: each head drops its own suffix, press statisti
 });
 
 test('trim to the next position changes nothing; trim to 0 empties the cache', () => {
-  const cache = new KVCache(SHAPE, 'bf16');
+  const cache = new KVCache<HeadStore>(SHAPE, 'bf16');
   run(cache, 0, 5);
   const before = snapshot(cache);
   cache.trim(5);
@@ -125,7 +125,7 @@ test('trim to the next position changes nothing; trim to 0 empties the cache', (
 });
 
 test('trim refuses positions past the next one, below 0 or fractional, with one line', () => {
-  const cache = new KVCache(SHAPE);
+  const cache = new KVCache<HeadStore>(SHAPE);
   run(cache, 0, 4);
   for (const bad of [5, -1, 2.5, Number.NaN]) {
     assert.throws(

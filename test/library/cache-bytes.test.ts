@@ -26,7 +26,7 @@ for (const dtype of ['f32', 'f16', 'bf16'] as const) {
 }
 
 test('a cache: live bytes sum over layers and heads and equal the bytes of a clone', () => {
-  const cache = new KVCache({ numLayers: 2, numKvHeads: 3, headDim: 4 });
+  const cache = new KVCache<HeadStore>({ numLayers: 2, numKvHeads: 3, headDim: 4 });
   cache.layers.forEach((l, i) => l.heads.forEach((h, j) => fill(h, 1 + i + j)));
   const entries = cache.entries();
   assert.equal(cache.liveBytes(), entries * (2 * 4 * 4 + 4));

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { KVCache } from '../../src/cache/kv-cache.js';
+import type { HeadStore } from '../../src/cache/head-store.js';
 import type { ModelConfig } from '../../src/models/config.js';
 import { loadModel } from '../../src/models/load.js';
 import { newCache } from '../../src/models/model.js';
@@ -24,7 +25,7 @@ function view(config: ModelConfig, cache: KVCache, keep: number, queries?: Query
 /** Two KV heads of two query heads each, five entries at positions 0…4. */
 function twoHeads(): { config: ModelConfig; cache: KVCache } {
   const config = { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 2 } as ModelConfig;
-  const cache = new KVCache({ numLayers: 1, numKvHeads: 2, headDim: 2 });
+  const cache = new KVCache<HeadStore>({ numLayers: 1, numKvHeads: 2, headDim: 2 });
   const zeros = new Float32Array(10);
   for (const head of cache.layers[0].heads) head.append(zeros, zeros, Int32Array.from([0, 1, 2, 3, 4]), 0, 2);
   cache.nextPosition = 5;
@@ -85,7 +86,7 @@ test('the observer records each query row’s entropy at its own token’s entry
 
 test('gradient importance equals |∂L/∂k|₁ + |∂L/∂v|₁ of L = ‖o_t − o_prev‖² (finite differences)', () => {
   const config = { numLayers: 1, numHeads: 1, numKvHeads: 1, headDim: 2 } as ModelConfig;
-  const cache = new KVCache({ numLayers: 1, numKvHeads: 1, headDim: 2 });
+  const cache = new KVCache<HeadStore>({ numLayers: 1, numKvHeads: 1, headDim: 2 });
   const keys = Float32Array.from([0.3, -0.2, 1.1, 0.4, -0.7, 0.9, 0.2, 0.2, -0.5, -1.3]);
   const values = Float32Array.from([1, 0, 0.5, -1, -0.3, 0.8, 2, 0.1, -1.2, 0.6]);
   cache.layers[0].heads[0].append(keys, values, Int32Array.from([0, 1, 2, 3, 4]), 0, 2);

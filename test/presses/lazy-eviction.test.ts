@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { cpuBackend } from '../../src/backend/cpu/index.js';
 import { KVCache, type LayerCache } from '../../src/cache/kv-cache.js';
+import type { HeadStore } from '../../src/cache/head-store.js';
 import type { ModelConfig } from '../../src/models/config.js';
 import { loadModel } from '../../src/models/load.js';
 import { newCache } from '../../src/models/model.js';
@@ -24,7 +25,7 @@ function view(cache: KVCache, keep: number): LayerView {
   return { layer: 0, config, backend: cpuBackend, cache: layer, seen: cache.nextPosition, keep, ratio: 1 - keep / layer.maxLength(), uniform: keep };
 }
 
-function append(cache: KVCache, positions: number[]): void {
+function append(cache: KVCache<HeadStore>, positions: number[]): void {
   const zeros = new Float32Array(positions.length * 2);
   cache.layers[0].heads[0].append(zeros, zeros, Int32Array.from(positions), 0, 2);
   cache.nextPosition = positions[positions.length - 1] + 1;
@@ -40,7 +41,7 @@ function step(observer: ReturnType<LazyEvictionPress['observer']>, positions: nu
 }
 
 /** A decoding step at position q: `hot0`/`hot1` get 0.5 from query head 0/1, the new token itself 0.3, the rest share what is left (< alpha). */
-function decode(observer: ReturnType<LazyEvictionPress['observer']>, cache: KVCache, q: number, hot0: number[], hot1: number[]): void {
+function decode(observer: ReturnType<LazyEvictionPress['observer']>, cache: KVCache<HeadStore>, q: number, hot0: number[], hot1: number[]): void {
   append(cache, [q]);
   const row = (hot: number[]) => {
     const r = new Array(q + 1).fill(0);
@@ -55,7 +56,7 @@ function decode(observer: ReturnType<LazyEvictionPress['observer']>, cache: KVCa
 
 test('recurrence: renewed entries fold their interval into the MRI; prefill passes are not tracked', () => {
   const press = new LazyEvictionPress({ window: 2, alpha: ALPHA });
-  const cache = new KVCache({ numLayers: 1, numKvHeads: 1, headDim: 2 });
+  const cache = new KVCache<HeadStore>({ numLayers: 1, numKvHeads: 1, headDim: 2 });
   const observer = press.observer(cache);
   // Prompt of 4 tokens in one pass: every probability is high, but prefill is not tracked.
   append(cache, [0, 1, 2, 3]);
@@ -96,7 +97,7 @@ test('recurrence: renewed entries fold their interval into the MRI; prefill pass
 
 test('statistics move with the entries when a head is compacted, and new entries start untracked', () => {
   const press = new LazyEvictionPress({ window: 1, alpha: 0.15 });
-  const cache = new KVCache({ numLayers: 1, numKvHeads: 1, headDim: 2 });
+  const cache = new KVCache<HeadStore>({ numLayers: 1, numKvHeads: 1, headDim: 2 });
   const observer = press.observer(cache);
   append(cache, [0, 1, 2]);
   decode(observer, cache, 3, [1], [1]); // t=4: 1 renewed (interval 4 − 3 = 1); 0 and 2 get 0.1 < alpha

@@ -25,6 +25,7 @@ import { widenHalf } from './convert/half.js';
 import type { DType } from '../../tensor/dtype.js';
 import { SOFTMAX } from '../../attention/kernels/index.js';
 import { checkTree, isAncestor } from '../../attention/visibility.js';
+import { hostHead } from '../../cache/head-store.js';
 
 /** Scores held at once per block, in floats (4 MiB). */
 const BLOCK_SCORES = 1 << 20;
@@ -169,7 +170,7 @@ function run(
     const h0 = perQuery ? u : u * group;
     const count = perQuery ? 1 : group;
     const cd = count * d;
-    const head = layer.heads[g];
+    const head = hostHead(layer.heads[g]);
     const list = (perQuery ? opts.queryEntries![u] : opts.entries?.[g]) ?? null;
     // The entries this head reads: a prefix of the head (a view), or the listed ones gathered (a selector's).
     const entryPositions = list ? gatherPositions(head.positions, list, buf.pos) : head.positions;

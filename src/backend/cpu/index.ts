@@ -18,6 +18,7 @@ import * as ew from './elementwise.js';
 import { matmulPathError, matmulTransB } from './matmul.js';
 import { addRmsNorm, rmsNorm } from './norm/rms-norm.js';
 import { rope } from './rope/rope.js';
+import { hostHead } from '../../cache/head-store.js';
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
@@ -164,7 +165,7 @@ export class CpuBackend implements Backend {
   appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void {
     const d = layer.heads[0].headDim;
     const width = layer.heads.length * d;
-    layer.heads.forEach((head, h) => head.append(k.f32, v.f32, positions, h * d, width));
+    layer.heads.forEach((head, h) => hostHead(head).append(k.f32, v.f32, positions, h * d, width));
   }
 
   attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor {

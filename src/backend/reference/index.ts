@@ -13,6 +13,7 @@ import { hostKeyNorms, weightsFromObserver } from '../observed-weights.js';
 import { asF32 } from '../../models/weights.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { AttentionOptions, Backend } from '../backend.js';
+import { hostHead } from '../../cache/head-store.js';
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
@@ -161,7 +162,7 @@ export class ReferenceBackend implements Backend {
 
   appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void {
     const d = layer.heads[0].headDim;
-    layer.heads.forEach((head, h) => head.append(k.f32, v.f32, positions, h * d, layer.heads.length * d));
+    layer.heads.forEach((head, h) => hostHead(head).append(k.f32, v.f32, positions, h * d, layer.heads.length * d));
   }
 
   attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor {

@@ -1,0 +1,34 @@
+/**
+ * What every KV head's memory offers, whichever backend holds it: the entries of one key/value head of one layer,
+ * with their original positions (ascending), per-entry statistics that move with them, and the operations a cache
+ * policy needs. Policies (presses, selectors, the runner) and generation see only this; writing keys and values is
+ * the backend's (Backend.appendKv), and so is reading them for attention. The CPU's implementation is HeadStore
+ * (host arrays); a device backend gives its own, keeping keys and values in device memory.
+ */
+import type { DType } from '../tensor/dtype.js';
+
+export interface HeadMemory {
+  readonly headDim: number;
+  readonly dtype: DType;
+  /** Entries held. */
+  readonly length: number;
+  /** Entries the allocated memory has room for (≥ length). */
+  readonly capacity: number;
+  /** Original positions of the entries, ascending (host memory, `length` long). */
+  readonly positions: Int32Array;
+  /** Bytes allocated (spare room for growth included) and bytes of the live entries only. */
+  bytes(): number;
+  liveBytes(): number;
+  /** A per-entry statistic by name (zero for entries added since it was created), `length` long, host memory. */
+  stat(name: string): Float32Array;
+  /** Keys (or values) of entries [start, start+count) as f32 rows on the host; a device backend copies them. */
+  keys(start: number, count: number, scratch?: Float32Array): Float32Array;
+  values(start: number, count: number, scratch?: Float32Array): Float32Array;
+  /** Keeps only the entries at `indices` (ascending, unique) and frees the rest. */
+  keep(indices: ArrayLike<number>): void;
+  /** Drops every entry whose original position is ≥ `position` (rollback). */
+  truncate(position: number): void;
+  /** Number of entries whose position is ≤ `position` (a prefix, positions being ascending). */
+  visibleUpTo(position: number): number;
+  clone(): HeadMemory;
+}
