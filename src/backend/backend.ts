@@ -10,6 +10,7 @@ import type { AttentionKernelSpec } from '../attention/kernels/index.js';
 import type { Visibility } from '../attention/visibility.js';
 import type { HeadMemory } from '../cache/head-memory.js';
 import type { CacheShape, KVCache, LayerCache } from '../cache/kv-cache.js';
+import type { RecurrentState, StateShape } from '../cache/recurrent-state.js';
 
 /** A layer of any backend's KV memory. */
 type Layer = LayerCache<HeadMemory>;
@@ -113,6 +114,11 @@ export interface Backend {
    * the ops here and the cache's own append / keep / trim / clone / bytes.
    */
   createCache(shape: CacheShape, dtype: DType): KVCache<HeadMemory>;
+  /**
+   * The other kind of layer memory: a recurrent state (linear and recurrent attention kernels keep a fixed-size
+   * summary per head instead of entries; cache/recurrent-state.ts).
+   */
+  createState(shape: StateShape): RecurrentState;
   /** Per KV head of the layer, the L2 norm of every entry's key (key-norm presses). */
   keyNorms(layer: Layer): Float32Array[];
   /**

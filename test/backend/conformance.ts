@@ -120,6 +120,16 @@ export function conformance(name: string, make: () => Backend, opts: Conformance
     }
   });
 
+  test(`${name} conforms: recurrent state (createState) steps as the reference backend's`, () => {
+    const shape = { heads: 2, keyDim: 3, valueDim: 4, decay: Float32Array.from([1, 0.8]) };
+    const [mine, theirs] = [make().createState(shape), ref.createState(shape)];
+    const fq = uniformArray(5 * 6, 40).map((x) => x + 1.5);
+    const fk = uniformArray(5 * 6, 41).map((x) => x + 1.5);
+    const v = uniformArray(5 * 8, 42);
+    close(mine.step(fq, fk, v, 5), theirs.step(fq, fk, v, 5), tol, 'state outputs');
+    assert.equal(mine.bytes(), theirs.bytes());
+  });
+
   for (const dir of opts.models ?? []) {
     test(`${name} conforms: ${dir.split('/').pop()} logits within 1e-4 of the reference backend`, () => {
       const mine = loadModel(dir, { backend: make() });

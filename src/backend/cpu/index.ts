@@ -19,6 +19,7 @@ import { matmulPathError, matmulTransB } from './matmul.js';
 import { addRmsNorm, rmsNorm } from './norm/rms-norm.js';
 import { rope } from './rope/rope.js';
 import { hostHead } from '../../cache/head-store.js';
+import { RecurrentState, type StateShape } from '../../cache/recurrent-state.js';
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
@@ -152,6 +153,10 @@ export class CpuBackend implements Backend {
 
   createCache(shape: CacheShape, dtype: DType): KVCache {
     return new KVCache(shape, dtype);
+  }
+
+  createState(shape: StateShape): RecurrentState {
+    return new RecurrentState(shape);
   }
 
   keyNorms(layer: LayerCache): Float32Array[] {

@@ -14,6 +14,7 @@ import { asF32 } from '../../models/weights.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { AttentionOptions, Backend } from '../backend.js';
 import { hostHead } from '../../cache/head-store.js';
+import { RecurrentState, type StateShape } from '../../cache/recurrent-state.js';
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
@@ -150,6 +151,10 @@ export class ReferenceBackend implements Backend {
 
   createCache(shape: CacheShape, dtype: DType): KVCache {
     return new KVCache(shape, dtype);
+  }
+
+  createState(shape: StateShape): RecurrentState {
+    return new RecurrentState(shape);
   }
 
   keyNorms(layer: LayerCache): Float32Array[] {
