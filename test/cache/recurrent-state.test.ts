@@ -80,3 +80,32 @@ test('its size does not grow; checkpoints roll it back exactly; clones are indep
   assert.throws(() => new RecurrentState({ heads: 0, keyDim: 1, valueDim: 1 }), /heads must be a whole number/);
   assert.throws(() => new RecurrentState({ heads: 2, keyDim: 1, valueDim: 1, decay: Float32Array.from([1, 1.5]) }), /decay needs one value in \(0, 1\]/);
 });
+
+test('a cache can hold recurrent layers beside KV layers: bytes, clone and trim through checkpoints', async () => {
+  const { KVCache } = await import('../../src/cache/kv-cache.js');
+  const stateShape = { heads, keyDim: dk, valueDim: dv };
+  const cache = new KVCache({ numLayers: 3, numKvHeads: 1, headDim: 2, states: [null, stateShape, null] });
+  assert.equal(cache.states[0], null);
+  const state = cache.states[1]!;
+  assert.equal(cache.bytes(), state.bytes(), 'an empty cache holds only the state');
+  const rows = (n: number, from: number): Float32Array[] => [
+    fq.subarray(from * heads * dk, (from + n) * heads * dk),
+    fk.subarray(from * heads * dk, (from + n) * heads * dk),
+    v.subarray(from * heads * dv, (from + n) * heads * dv),
+  ];
+  const [q1, k1, v1] = rows(4, 0);
+  state.step(q1, k1, v1, 4);
+  cache.nextPosition = 4;
+  cache.checkpoint();
+  const copy = cache.clone();
+  const [q2, k2, v2] = rows(3, 4);
+  const first = state.step(q2, k2, v2, 3);
+  cache.nextPosition = 7;
+  assert.throws(() => cache.trim(5), /no checkpoint there/);
+  cache.trim(4);
+  assert.equal(cache.nextPosition, 4);
+  assert.equal(cache.states[1]!.position, 4);
+  assert.deepEqual(cache.states[1]!.step(q2, k2, v2, 3), first, 'rolled back to the checkpoint');
+  assert.deepEqual(copy.states[1]!.step(q2, k2, v2, 3), first, 'the clone kept its own state');
+  assert.throws(() => new KVCache({ numLayers: 2, numKvHeads: 1, headDim: 2, states: [null] }), /1 recurrent-state entries for 2 layers/);
+});
