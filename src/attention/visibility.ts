@@ -8,6 +8,7 @@
  *  - a tree mask (tree attention, as Medusa verifies several candidate continuations in one forward): among the
  *    call's own rows, a row sees the entry of another row of the call only if that row is its ancestor.
  */
+import { indexIn } from '../cache/positions.js';
 
 export interface TreeMask {
   /** Per query row of the call: the row it continues (its parent, < its own index), or −1 for a row on the trunk. */
@@ -36,7 +37,7 @@ export function sees(vis: Visibility, head: number, index: number, position: num
   if (position > p) return false;
   if (vis.window !== null && position <= p - vis.window) return false;
   const list = vis.queryEntries ? vis.queryEntries[queryHead] : vis.entries?.[head];
-  if (list && !includes(list, index)) return false;
+  if (list && indexIn(list, index) < 0) return false;
   if (vis.tree) {
     const t = queryPositions.indexOf(position);
     if (t >= 0 && t !== row && !isAncestor(vis.tree.parents, t, row)) return false;
@@ -48,17 +49,6 @@ export function sees(vis: Visibility, head: number, index: number, position: num
 export function isAncestor(parents: Int32Array, a: number, b: number): boolean {
   for (let r = parents[b]; r >= 0; r = parents[r]) if (r === a) return true;
   return false;
-}
-
-function includes(sorted: Int32Array, x: number): boolean {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (sorted[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < sorted.length && sorted[lo] === x;
 }
 
 /** A tree mask's parents must point backwards; the call's rows must be the tree's. */

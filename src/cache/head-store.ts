@@ -7,6 +7,7 @@
 import { AttendError } from '../errors.js';
 import { type DType, BYTES_PER_ELEMENT, narrow, widen } from '../tensor/dtype.js';
 import type { HeadMemory } from './head-memory.js';
+import { countUpTo } from './positions.js';
 
 /**
  * Room added when a head grows: an eighth of what it holds, at least 16 and at most 256 entries — few copies
@@ -169,15 +170,7 @@ export class HeadStore implements HeadMemory {
 
   /** Number of entries whose position is ≤ `position` (entries are sorted, so they form a prefix). */
   visibleUpTo(position: number): number {
-    let lo = 0;
-    let hi = this.length;
-    const p = this.positionData;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (p[mid] <= position) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return countUpTo(this.positionData, position, this.length);
   }
 
   private reserve(needed: number): void {

@@ -26,6 +26,7 @@ import type { DType } from '../../tensor/dtype.js';
 import { SOFTMAX } from '../../attention/kernels/index.js';
 import { checkTree, isAncestor } from '../../attention/visibility.js';
 import { hostHead } from '../../cache/head-store.js';
+import { countUpTo, indexIn } from '../../cache/positions.js';
 
 /** Scores held at once per block, in floats (4 MiB). */
 const BLOCK_SCORES = 1 << 20;
@@ -177,9 +178,9 @@ function run(
     // Entries [lo, hi) of that sequence that each query token sees (positions need not be sorted).
     let maxVisible = 0;
     for (let t = 0; t < rows; t++) {
-      const hi = upTo(entryPositions, positions[t]);
+      const hi = countUpTo(entryPositions, positions[t]);
       his[t] = hi;
-      los[t] = window === null ? 0 : Math.min(hi, upTo(entryPositions, positions[t] - window));
+      los[t] = window === null ? 0 : Math.min(hi, countUpTo(entryPositions, positions[t] - window));
       if (hi > maxVisible) maxVisible = hi;
     }
     // Widened once per head and call, with SIMD (a view, no copy, for f32 storage).
@@ -277,18 +278,6 @@ function addReceived(
   }
 }
 
-/** Number of entries whose position is ≤ `position` (positions ascending, so they form a prefix). */
-function upTo(sorted: Int32Array, position: number): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (sorted[mid] <= position) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 function gatherPositions(all: Int32Array, list: Int32Array, scratch: I32): Int32Array {
   const out = scratch.get(list.length);
   for (let i = 0; i < list.length; i++) {
@@ -312,8 +301,7 @@ function gatherRows(stored: Float32Array | Uint16Array, list: Int32Array, d: num
 function ownColumns(entryPositions: Int32Array, positions: Int32Array, scratch: I32): Int32Array {
   const cols = scratch.get(positions.length);
   for (let t = 0; t < positions.length; t++) {
-    const at = upTo(entryPositions, positions[t]) - 1;
-    cols[t] = at >= 0 && entryPositions[at] === positions[t] ? at : -1;
+    cols[t] = indexIn(entryPositions, positions[t]);
   }
   return cols;
 }

@@ -4,10 +4,8 @@
  * scopes (buffer-pool.ts).
  */
 import type { AttentionOptions, Backend } from '../backend.js';
-import { type CacheShape, KVCache, type LayerCache } from '../../cache/kv-cache.js';
-import type { DType } from '../../tensor/dtype.js';
-import { hostKeyNorms, weightsFromObserver } from '../observed-weights.js';
-import { asF32 } from '../../models/weights.js';
+import type { LayerCache } from '../../cache/kv-cache.js';
+import { HostBackend } from '../host.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { swiglu } from './activation/swiglu.js';
 import { BufferPool } from './buffer-pool.js';
@@ -18,10 +16,8 @@ import * as ew from './elementwise.js';
 import { matmulPathError, matmulTransB } from './matmul.js';
 import { addRmsNorm, rmsNorm } from './norm/rms-norm.js';
 import { rope } from './rope/rope.js';
-import { hostHead } from '../../cache/head-store.js';
-import { RecurrentState, type StateShape } from '../../cache/recurrent-state.js';
 
-export class CpuBackend implements Backend {
+export class CpuBackend extends HostBackend implements Backend {
   readonly name = 'cpu';
   private readonly pool = new BufferPool();
 
@@ -31,24 +27,13 @@ export class CpuBackend implements Backend {
    * follow the process default (ATTEND_MATMUL, ATTEND_SOFTMAX). An unavailable path fails here, in one line.
    */
   constructor(readonly paths: CpuPaths = {}) {
+    super();
     if (paths.matmul) check(matmulPathError(paths.matmul) === undefined, () => `matmul path '${paths.matmul}' is not available: ${matmulPathError(paths.matmul!)}`);
     if (paths.softmax === 'wasm') check(wasmSoftmaxError() === undefined, () => `softmax path 'wasm' is not available: ${wasmSoftmaxError()}`);
   }
 
   scope<R extends Tensor | Tensor[] | void>(fn: () => R): R {
     return this.pool.scope(fn);
-  }
-
-  weight(stored: Tensor): Tensor {
-    return stored.dtype === 'f32' ? stored : new Tensor(stored.shape, asF32(stored));
-  }
-
-  read(t: Tensor): Float32Array {
-    return t.f32;
-  }
-
-  upload(shape: readonly number[], data: Float32Array): Tensor {
-    return new Tensor(shape, data);
   }
 
   linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
@@ -149,28 +134,6 @@ export class CpuBackend implements Backend {
     const out = this.pool.alloc((end - start) * cols);
     out.set(x.f32.subarray(start * cols, end * cols));
     return new Tensor([end - start, cols], out);
-  }
-
-  createCache(shape: CacheShape, dtype: DType): KVCache {
-    return new KVCache(shape, dtype);
-  }
-
-  createState(shape: StateShape): RecurrentState {
-    return new RecurrentState(shape);
-  }
-
-  keyNorms(layer: LayerCache): Float32Array[] {
-    return hostKeyNorms(layer);
-  }
-
-  attentionWeights(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Float32Array[] {
-    return weightsFromObserver(this, q, layer, positions, opts);
-  }
-
-  appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void {
-    const d = layer.heads[0].headDim;
-    const width = layer.heads.length * d;
-    layer.heads.forEach((head, h) => hostHead(head).append(k.f32, v.f32, positions, h * d, width));
   }
 
   attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor {

@@ -1,40 +1,24 @@
 /**
- * The reference backend: every Backend op in plain loops, accumulating in f64, with no pool, no SIMD, no BLAS and
- * no shortcut — slow on purpose. It is the oracle the fast backends are checked against op by op
+ * The reference backend: every compute op in plain loops, accumulating in f64, with no pool, no SIMD, no BLAS and
+ * no shortcut — slow on purpose (its memory ops, host arrays as the CPU's, are HostBackend's: ../host.ts). It is the oracle the fast backends are checked against op by op
  * (test/backend/conformance.ts) and model by model (the same logits within 1e-4), in the manner of llm.c's
  * reference kernels: a new backend is correct when this suite passes against it. Attention is
  * attention/reference.ts (the visibility rule and each kernel's reference weights, entry by entry).
  */
 import { referenceAttention } from '../../attention/reference.js';
 import { applyRope } from '../../attention/rope.js';
-import { type CacheShape, KVCache, type LayerCache } from '../../cache/kv-cache.js';
-import type { DType } from '../../tensor/dtype.js';
-import { hostKeyNorms, weightsFromObserver } from '../observed-weights.js';
-import { asF32 } from '../../models/weights.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { AttentionOptions, Backend } from '../backend.js';
-import { hostHead } from '../../cache/head-store.js';
-import { RecurrentState, type StateShape } from '../../cache/recurrent-state.js';
+import type { LayerCache } from '../../cache/kv-cache.js';
+import { HostBackend } from '../host.js';
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
-export class ReferenceBackend implements Backend {
+export class ReferenceBackend extends HostBackend implements Backend {
   readonly name = 'reference';
 
   scope<R extends Tensor | Tensor[] | void>(fn: () => R): R {
     return fn();
-  }
-
-  weight(stored: Tensor): Tensor {
-    return stored.dtype === 'f32' ? stored : new Tensor(stored.shape, asF32(stored));
-  }
-
-  read(t: Tensor): Float32Array {
-    return t.f32;
-  }
-
-  upload(shape: readonly number[], data: Float32Array): Tensor {
-    return new Tensor(shape, data);
   }
 
   linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
@@ -147,27 +131,6 @@ export class ReferenceBackend implements Backend {
 
   sliceRows(x: Tensor, start: number, end: number): Tensor {
     return new Tensor([end - start, x.cols], x.f32.slice(start * x.cols, end * x.cols));
-  }
-
-  createCache(shape: CacheShape, dtype: DType): KVCache {
-    return new KVCache(shape, dtype);
-  }
-
-  createState(shape: StateShape): RecurrentState {
-    return new RecurrentState(shape);
-  }
-
-  keyNorms(layer: LayerCache): Float32Array[] {
-    return hostKeyNorms(layer);
-  }
-
-  attentionWeights(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Float32Array[] {
-    return weightsFromObserver(this, q, layer, positions, opts);
-  }
-
-  appendKv(layer: LayerCache, k: Tensor, v: Tensor, positions: Int32Array): void {
-    const d = layer.heads[0].headDim;
-    layer.heads.forEach((head, h) => hostHead(head).append(k.f32, v.f32, positions, h * d, layer.heads.length * d));
   }
 
   attention(q: Tensor, layer: LayerCache, positions: Int32Array, opts: AttentionOptions): Tensor {
