@@ -68,6 +68,10 @@ export class Gpt2Model implements CausalLM {
     this.lmHead = weights.has('lm_head.weight') && !c.tieEmbeddings ? backend.weight(weights.get('lm_head.weight', [c.vocabSize, n])) : this.wte;
   }
 
+  outputProjection(layer: number): Tensor {
+    return this.layers[layer].proj;
+  }
+
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
     return this.forwardBatch([{ ids, cache, observer: opts.observer, select: opts.select }], opts)[0];
   }

@@ -75,6 +75,10 @@ export class LlamaModel implements CausalLM {
         : w(weights.get('lm_head.weight', [c.vocabSize, c.hiddenSize]));
   }
 
+  outputProjection(layer: number): Tensor {
+    return this.layers[layer].o;
+  }
+
   forward(ids: ArrayLike<number>, cache: KVCache, opts: ForwardOptions = {}): Tensor {
     return this.forwardBatch([{ ids, cache, observer: opts.observer, select: opts.select }], opts)[0];
   }

@@ -48,6 +48,12 @@ export interface CausalLM {
   forwardBatch(steps: SequenceStep[], opts?: BatchOptions): Tensor[];
   /** A new, empty cache for one sequence, in the backend's memory (Backend.createCache). */
   makeCache(dtype?: DType): KVCache<HeadMemory>;
+  /**
+   * The attention output projection of `layer` as this backend holds it, [hiddenSize × numHeads·headDim] (query head
+   * h in columns [h·headDim, (h+1)·headDim)): what presses that weigh values by their effect on the output read
+   * (CriticalKV's ‖W_o v‖₁).
+   */
+  outputProjection(layer: number): Tensor;
 }
 
 /** makeCache for a family: the config's cache shape, created by the model's backend. */
@@ -108,6 +114,7 @@ export function withHooks(model: CausalLM, hooks: ForwardHooks): CausalLM {
     forward: (ids, cache, opts = {}) => model.forward(ids, cache, { ...opts, hooks: chainHooks(hooks, opts.hooks) }),
     forwardBatch: (steps, opts = {}) => model.forwardBatch(steps, { ...opts, hooks: chainHooks(hooks, opts.hooks) }),
     makeCache: (dtype) => model.makeCache(dtype),
+    outputProjection: (layer) => model.outputProjection(layer),
   };
 }
 

@@ -7,9 +7,13 @@
 import type { AttentionObserver, Backend } from '../backend/backend.js';
 import type { KVCache, LayerCache } from '../cache/kv-cache.js';
 import type { ModelConfig } from '../models/config.js';
+import type { CausalLM } from '../models/model.js';
 
 export interface PressNeeds {
-  /** Post-RoPE queries of this many most recent tokens, per layer (SnapKV's observation window). */
+  /**
+   * Post-RoPE queries of this many most recent tokens, per layer (SnapKV's observation window); Infinity keeps every
+   * query the sequence has run (presses that read all of the prompt's queries, as kvpress's read its hidden states).
+   */
   queryWindow?: number;
   /** Attention each entry receives, summed over the queries that saw it, with their count (H2O, observed attention). */
   attention?: boolean;
@@ -36,6 +40,8 @@ export interface LayerView {
   /** Entries per head under the budget of the `seen` tokens spread evenly, unrounded (budget.ts uniformKeep). */
   uniform: number;
   queries?: QueryWindow;
+  /** The model being compressed (its weights, e.g. outputProjection for CriticalKV); set by the runner. */
+  model?: CausalLM;
 }
 
 export interface Press {

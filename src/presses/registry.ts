@@ -139,6 +139,19 @@ export const PRESSES: PressEntry[] = [
       }),
     decode: () => ({ every: 1 }),
   },
+  // kvpress breadth (issue 14), one block per group; keep entries inside your group's block.
+  // -- scorers: expected attention, CAP, KeyDiff, LagKV, CUR
+  // -- end scorers
+  // -- sketches: non-causal attention, leverage score, Compactor
+  // -- end sketches
+  // -- wrappers: chunk, chunkkv, block, criticalkv, critical-adakv, per-layer-compression, composed
+  // -- end wrappers
+  // -- decoding: decoding, prefill-decoding, compression-ratio-decoding, dms, simlayerkv
+  // -- end decoding
+  // -- structure: key-rerotation, finch, merging
+  // -- end structure
+  // -- reconstruction: kvzip, kvcompose
+  // -- end reconstruction
 ];
 
 export function pressEntry(name: string): PressEntry {

@@ -120,6 +120,7 @@ export class CompressionSession {
         ratio: 'ratio' in this.plan.budget && length === this.cache.nextPosition ? this.plan.budget.ratio : 1 - keep / length,
         uniform: uniformKeep(this.plan.budget, this.cache.nextPosition),
         queries: this.recorder.window(layer),
+        model: this.model,
       };
       const layerKeep = shape ? Math.min(length, press.layerKeep?.(view) ?? keep) : keep;
       if (shape) this.layerTargets[layer] = layerKeep;
