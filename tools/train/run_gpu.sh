@@ -93,10 +93,10 @@ case "$mode" in
         "$E/models/attend-mini" "$E/models/attend-mini-draft" || exit 1
       rm -f "$RUN_DIR/MANIFEST.txt"
     fi
-    if [ -d .oracle/kvpress ] && [ ! -f "$E/test/fixtures/press-oracle/oracle.json" ]; then
+    if [ -d .oracle/kvpress ] && [ ! -f "$E/test/fixtures/press-oracle/attend-mini/oracle.json" ]; then
       python3 tools/fixtures/make_press_oracle.py --kvpress .oracle/kvpress --kvpress-commit "${KVPRESS_COMMIT:-8bb29b9}" \
         --h2o .oracle/modify_llama.py --h2o-commit "${H2O_COMMIT:-ac75c2a}" \
-        --model "$E/models/attend-mini" --out "$E/test/fixtures/press-oracle" || exit 1
+        --model "$E/models/attend-mini" --out "$E/test/fixtures/press-oracle/attend-mini" || exit 1
       rm -f "$RUN_DIR/MANIFEST.txt"
     fi
     [ -f "$RUN_DIR/MANIFEST.txt" ] || pack
