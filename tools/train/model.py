@@ -54,6 +54,12 @@ PRESETS = {
 }
 
 
+# Dropout while training (train.py --dropout): on the attention probabilities and on each sublayer's output before
+# the residual add, as GPT-2 places it. 0 by default (stages 1-5); the export and evaluation run in eval mode, so
+# it never reaches a checkpoint.
+DROPOUT = 0.0
+
+
 class RMSNorm(nn.Module):
     def __init__(self, d, eps):
         super().__init__()
@@ -89,7 +95,8 @@ class Attention(nn.Module):
         cos, sin = cos.to(q.dtype), sin.to(q.dtype)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv != self.h)
+        p = DROPOUT if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv != self.h, dropout_p=p)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.h * self.hd))
 
 
@@ -113,8 +120,8 @@ class Layer(nn.Module):
         self.mlp = MLP(c)
 
     def forward(self, x, cos, sin):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = x + F.dropout(self.self_attn(self.input_layernorm(x), cos, sin), DROPOUT, self.training)
+        return x + F.dropout(self.mlp(self.post_attention_layernorm(x)), DROPOUT, self.training)
 
 
 class Inner(nn.Module):

@@ -62,6 +62,7 @@ def parse():
     ap.add_argument("--wd", type=float, default=0.1)
     ap.add_argument("--mix", choices=sorted(D.MIXES), default="v1", help="training task mix (data.py MIXES)")
     ap.add_argument("--ans-weight", type=float, default=1.0)
+    ap.add_argument("--dropout", type=float, default=0.0, help="dropout while training (model.py DROPOUT)")
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--compile", type=int, default=0, help="torch.compile (compiling took > 35 s in the smoke test; eager is the default)")
     ap.add_argument("--gqa", choices=["native", "repeat"], default="native")
@@ -147,6 +148,7 @@ def main():
     import signal
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean exit (stops data workers) on timeout/kill
     a = parse()
+    M.DROPOUT = a.dropout
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     random.seed(a.seed); np.random.seed(a.seed); torch.manual_seed(a.seed)
