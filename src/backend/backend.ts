@@ -35,6 +35,11 @@ export interface AttentionBlock {
 
 /** Sees attention as it runs, so that presses never need a tokens × tokens matrix kept around. */
 export interface AttentionObserver {
+  /**
+   * The token ids a forward runs for this sequence and their positions, once per forward before its first layer
+   * (presses that re-read the text they compressed: KVzip, KVCompose).
+   */
+  tokens?(ids: ArrayLike<number>, positions: Int32Array): void;
   /** Post-RoPE queries [rows × heads·headDim] about to attend at `positions` in `layer` (valid during the call only). */
   queries?(layer: number, q: Float32Array, positions: Int32Array): void;
   /** Attention probabilities, block by block (computed only for observers that define this). */

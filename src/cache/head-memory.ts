@@ -26,6 +26,17 @@ export interface HeadMemory {
   values(start: number, count: number, scratch?: Float32Array): Float32Array;
   /** Keeps only the entries at `indices` (ascending, unique) and frees the rest. */
   keep(indices: ArrayLike<number>): void;
+  /**
+   * Overwrites the values of the entries at `indices` (ascending, unique) with f32 rows, [indices.length × headDim],
+   * stored in the head's dtype (merge-on-evict presses fold dropped values into kept ones this way).
+   */
+  writeValues(indices: ArrayLike<number>, rows: Float32Array): void;
+  /**
+   * Gives the entries new positions (`length` of them, strictly ascending, ≥ 0) and, with `rotation`, turns each
+   * entry's key by its own RoPE angles: cos/sin tables [length × half] in the rotate-half layout (the first 2·half
+   * dimensions turn), as rope.ts ropeTables makes them for each entry's position difference (key rerotation).
+   */
+  renumber(positions: ArrayLike<number>, rotation?: { cos: Float32Array; sin: Float32Array }): void;
   /** Drops every entry whose original position is ≥ `position` (rollback). */
   truncate(position: number): void;
   /** Number of entries whose position is ≤ `position` (a prefix, positions being ascending). */

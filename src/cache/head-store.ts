@@ -4,6 +4,7 @@
  * can keep a different number of entries per head; `keep` reallocates to the kept size, so dropped entries
  * return their memory instead of being masked.
  */
+import { applyRope } from '../attention/rope.js';
 import { AttendError } from '../errors.js';
 import { type DType, BYTES_PER_ELEMENT, narrow, widen } from '../tensor/dtype.js';
 import type { HeadMemory } from './head-memory.js';
@@ -150,6 +151,43 @@ export class HeadStore implements HeadMemory {
     this.valueData = values;
     this.positionData = positions;
     this.length = n;
+  }
+
+  /** Overwrites the values of the entries at `indices` (ascending, unique) with f32 rows (narrowed to the dtype). */
+  writeValues(indices: ArrayLike<number>, rows: Float32Array): void {
+    const d = this.headDim;
+    if (rows.length !== indices.length * d) throw new Error(`writeValues: ${rows.length} values for ${indices.length} rows of ${d}`);
+    for (let i = 0; i < indices.length; i++) {
+      const j = indices[i];
+      if (j < 0 || j >= this.length || (i > 0 && j <= indices[i - 1])) {
+        throw new Error(`writeValues: indices must be ascending, unique and below ${this.length}`);
+      }
+      this.writeRow(this.valueData, j, rows.subarray(i * d, (i + 1) * d));
+    }
+  }
+
+  /**
+   * New positions for the entries (strictly ascending), and with `rotation` each key turned by its row of the
+   * cos/sin tables ([length × half], rotate-half layout): 16-bit keys are widened, turned and narrowed again.
+   */
+  renumber(positions: ArrayLike<number>, rotation?: { cos: Float32Array; sin: Float32Array }): void {
+    const n = this.length;
+    if (positions.length !== n) throw new Error(`renumber: ${positions.length} positions for ${n} entries`);
+    for (let i = 0; i < n; i++) {
+      if (!Number.isInteger(positions[i]) || positions[i] < 0 || (i > 0 && positions[i] <= positions[i - 1])) {
+        throw new Error(`renumber: positions must be whole numbers ≥ 0, strictly ascending`);
+      }
+    }
+    if (rotation && n > 0) {
+      const half = rotation.cos.length / n;
+      if (!Number.isInteger(half) || 2 * half > this.headDim || rotation.sin.length !== rotation.cos.length) {
+        throw new Error(`renumber: rotation tables of ${rotation.cos.length} angles do not fit ${n} entries of ${this.headDim}`);
+      }
+      const keys = this.keys(0, n);
+      applyRope(keys, n, 1, this.headDim, rotation);
+      if (!(this.keyData instanceof Float32Array)) narrow(this.dtype as 'f16' | 'bf16', keys, this.keyData.subarray(0, n * this.headDim));
+    }
+    for (let i = 0; i < n; i++) this.positionData[i] = positions[i];
   }
 
   /**

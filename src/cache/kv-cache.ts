@@ -1,13 +1,20 @@
 /**
  * The KV cache of one sequence: per layer, per key/value head, a HeadMemory (HeadStore on the host). Positions keep the original
  * numbering: after entries are dropped, new tokens still continue from `nextPosition`, so RoPE and causal
- * masks stay those of the uncompressed sequence.
+ * masks stay those of the uncompressed sequence — unless a press renumbers the cache (`renumber`, key rerotation).
  */
+import { ropeTables } from '../attention/rope.js';
 import { AttendError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import type { HeadMemory } from './head-memory.js';
 import { RecurrentState, type StateCheckpoint, type StateShape } from './recurrent-state.js';
 import { HeadStore } from './head-store.js';
+
+/**
+ * The head statistic in which a renumbered cache keeps each entry's original position (KVCache.renumber; read it
+ * with KVCache.originalPositions, which also knows the entries appended since).
+ */
+export const ORIGINAL_POSITION = 'original-position';
 
 export interface CacheShape {
   numLayers: number;
@@ -55,6 +62,11 @@ export class KVCache<H extends HeadMemory = HeadMemory> {
   nextPosition = 0;
   /** Recurrent states' checkpoints by position: what trim rolls them back to (a sum cannot drop tokens). */
   private checkpoints = new Map<number, StateCheckpoint[]>();
+  /** Positions that renumbering took away, in all: tokens seen = nextPosition + this. */
+  private renumberedAway = 0;
+  /** Entries at positions below this were renumbered (their original positions are in ORIGINAL_POSITION). */
+  private renumberedBelow = 0;
+  private renumbered = false;
 
   constructor(
     readonly shape: CacheShape,
@@ -75,7 +87,54 @@ export class KVCache<H extends HeadMemory = HeadMemory> {
     const copy = new KVCache<H>(this.shape, this.dtype, this.layers.map((l) => l.clone()), this.states.map((s) => s?.clone() ?? null));
     copy.nextPosition = this.nextPosition;
     for (const [p, c] of this.checkpoints) copy.checkpoints.set(p, c);
+    copy.renumberedAway = this.renumberedAway;
+    copy.renumberedBelow = this.renumberedBelow;
+    copy.renumbered = this.renumbered;
     return copy;
+  }
+
+  /**
+   * Renumbers the cache as if only the entries it holds had ever been run, and returns how many positions that took
+   * away (key rerotation, kvpress's KeyRerotationPress: the question then follows the compressed context). Every
+   * head's entries keep their order and take consecutive positions ending at N − 1, N being the most entries any
+   * head of any layer holds, and the next token takes N: when all heads hold the same number n (every press that
+   * keeps a fixed count per head), each holds 0…n−1 and the sequence continues at n; a head holding fewer has the
+   * gap before its first entry, so that in every head the latest entries stay next to the tokens that follow.
+   * `inverseFrequencies` (rope.ts; absent for a model without rotary embeddings): each key is turned by its own
+   * position difference, new − old, with angles (new − old)·θᵢ computed in f32 as kvpress computes them, so that
+   * it is the key RoPE would have written at its new position.
+   * Each entry's original position is kept (ORIGINAL_POSITION, originalPositions); `seenTokens` still counts the
+   * tokens seen. Recurrent-state checkpoints name positions of the old numbering, so they are forgotten (a trim to
+   * before this point is refused as for any position without one).
+   */
+  renumber(inverseFrequencies?: Float32Array): number {
+    const n = this.layers.reduce((m, l) => Math.max(m, l.maxLength()), 0);
+    const away = this.nextPosition - n;
+    this.layers.forEach((layer, l) =>
+      layer.heads.forEach((head, h) => {
+        const origin = this.originalPositions(l, h);
+        head.stat(ORIGINAL_POSITION).set(origin);
+        const from = head.positions;
+        const to = Int32Array.from({ length: head.length }, (_, i) => n - head.length + i);
+        const delta = Int32Array.from(to, (p, i) => p - from[i]);
+        head.renumber(to, inverseFrequencies && head.length > 0 ? ropeTables(inverseFrequencies, delta) : undefined);
+      }),
+    );
+    this.nextPosition = n;
+    this.renumberedAway += away;
+    this.renumberedBelow = n;
+    this.renumbered = true;
+    this.checkpoints.clear();
+    return away;
+  }
+
+  /** The original positions of the entries of `layer`'s head `head` (their positions unless the cache was renumbered). */
+  originalPositions(layer: number, head: number): Int32Array {
+    const memory = this.layers[layer].heads[head];
+    const positions = memory.positions;
+    if (!this.renumbered) return positions.slice();
+    const origin = memory.stat(ORIGINAL_POSITION);
+    return Int32Array.from(positions, (p, i) => (p >= this.renumberedBelow ? p + this.renumberedAway : origin[i]));
   }
 
   /**
@@ -104,6 +163,8 @@ export class KVCache<H extends HeadMemory = HeadMemory> {
     }
     for (const layer of this.layers) for (const head of layer.heads) head.truncate(position);
     this.nextPosition = position;
+    // Entries appended from here on are new ones (original position = position + renumberedAway).
+    this.renumberedBelow = Math.min(this.renumberedBelow, position);
   }
 
   /** Exact bytes allocated by all layers and heads (spare room for growth included), recurrent states included. */
@@ -125,8 +186,8 @@ export class KVCache<H extends HeadMemory = HeadMemory> {
     return this.layers.reduce((sum, l) => sum + l.heads.reduce((s, h) => s + h.length, 0), 0);
   }
 
-  /** Tokens seen so far (the uncompressed length). */
+  /** Tokens seen so far (the uncompressed length): nextPosition, plus the positions a renumbering took away. */
   get seenTokens(): number {
-    return this.nextPosition;
+    return this.nextPosition + this.renumberedAway;
   }
 }

@@ -46,10 +46,14 @@ export function planFrom(flags: PressFlags): CompressionPlan | undefined {
     return undefined;
   }
   const entry = pressEntry(flags.press);
-  if ((flags.ratio === undefined) === (flags.budget === undefined)) throw new AttendError(`--press ${flags.press} needs exactly one of --ratio or --budget`);
+  const given = parsePressOptions(flags.pressOpt ?? []);
+  const press = createPress(flags.press, given);
+  if (press.sizesItself) {
+    // DMS's threshold, SimLayerKV's lazy layers, DecodingPress's target size: the press sets its own size.
+    if (flags.ratio !== undefined || flags.budget !== undefined) throw new AttendError(`--press ${flags.press} sets its own size: it takes no --ratio or --budget`);
+  } else if ((flags.ratio === undefined) === (flags.budget === undefined)) throw new AttendError(`--press ${flags.press} needs exactly one of --ratio or --budget`);
   const during = flags.pressDuring ?? 'prefill';
   if (during !== 'prefill' && during !== 'chunks') throw new AttendError(`--press-during must be prefill or chunks, got "${during}"`);
-  const given = parsePressOptions(flags.pressOpt ?? []);
   const options = resolveOptions(entry, given);
   const own = entry.decode?.(options);
   const decode =
@@ -57,8 +61,8 @@ export function planFrom(flags: PressFlags): CompressionPlan | undefined {
       ? { every: flags.compressEvery, maxSize: flags.compressMax }
       : own;
   return {
-    press: createPress(flags.press, given),
-    budget: flags.ratio !== undefined ? { ratio: flags.ratio } : { tokens: flags.budget! },
+    press,
+    budget: press.sizesItself ? undefined : flags.ratio !== undefined ? { ratio: flags.ratio } : { tokens: flags.budget! },
     during,
     decode,
   };

@@ -17,11 +17,13 @@ export function registerPresses(program: Command): void {
       }
       for (const p of PRESSES) {
         process.stdout.write(`${p.name}: ${p.summary}\n  source: ${p.source}\n`);
+        if (p.sizesItself) process.stdout.write('  sets its own size: no --ratio or --budget\n');
         for (const [key, spec] of Object.entries(p.options)) {
-          process.stdout.write(`  --press-opt ${key}=${spec.default}  ${spec.description}\n`);
+          process.stdout.write(`  --press-opt ${key}=${spec.required ? '…' : spec.default}  ${spec.description}${spec.required ? ' (required)' : ''}\n`);
         }
       }
       process.stdout.write('\nUse: attend generate --press NAME (--ratio R | --budget N) [--press-opt KEY=VALUE] [--press-during prefill|chunks]\n');
+      process.stdout.write('(a press that sets its own size takes neither --ratio nor --budget)\n');
       process.stdout.write('\nSelectors (decode-time sparse attention: each step reads fewer entries, none dropped):\n');
       for (const [name, entry] of Object.entries(SELECTORS)) {
         process.stdout.write(`${name}: ${entry.summary}\n  source: ${entry.source}\n`);

@@ -23,11 +23,13 @@ import type { CellKey, CellMetrics, PerplexityInstance, TaskInstance } from './t
 
 /** The cell's compression plan, with the decoding-time eviction the method itself prescribes (H2O's). */
 export function planOf(key: CellKey): CompressionPlan | undefined {
-  if (key.method === 'full' || !key.budget || isSelectorMethod(key.method)) return undefined;
+  if (key.method === 'full' || isSelectorMethod(key.method)) return undefined;
   const entry = pressEntry(key.method);
+  // A press that sets its own size (DMS, SimLayerKV) runs without a budget; any other needs one.
+  if (!key.budget && !entry.sizesItself) return undefined;
   return {
     press: createPress(key.method, key.options),
-    budget: key.budget,
+    budget: key.budget ?? undefined,
     during: key.during ?? 'prefill',
     decode: entry.decode?.(resolveOptions(entry, key.options)),
   };

@@ -38,7 +38,9 @@ export class BatchLayout {
       this.starts.push(rows);
       rows += s.ids.length;
       for (let i = 0; i < s.ids.length; i++) this.ids.push(s.ids[i]);
-      return positionsFrom(s.cache.nextPosition, s.ids.length);
+      const positions = positionsFrom(s.cache.nextPosition, s.ids.length);
+      s.observer?.tokens?.(s.ids, positions);
+      return positions;
     });
     this.rows = rows;
   }

@@ -106,6 +106,7 @@ export class LlamaModel implements CausalLM {
       const h = b.rmsNorm(x, this.layers[0]?.inputNorm ?? this.norm, c.normEps);
       this.layers.forEach((layer, i) =>
         b.scope(() => {
+          if (hooks?.attentionInput) replace(h, hooks.attentionInput(i, h));
           let [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [qDim, kvDim, kvDim]);
           if (layer.qNorm && layer.kNorm) {
             q = b.rmsNorm(q.reshape([q.size / c.headDim, c.headDim]), layer.qNorm, c.normEps).reshape(q.shape);

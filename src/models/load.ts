@@ -70,6 +70,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
     const model = FAMILIES[config.family].create(config, weights, backend);
     const parameterCount = countParameters(archive);
     const tokenizer = TextTokenizer.load(dir);
+    Object.assign(model, { tokenizer });
     return { dir, config, model, tokenizer, generation: readGenerationConfig(dir), parameterCount };
   } finally {
     archive.close();

@@ -1,6 +1,7 @@
 /** What every model family provides to generation, presses and the CLI. */
 import type { AttentionObserver, Backend } from '../backend/backend.js';
 import type { HeadMemory } from '../cache/head-memory.js';
+import type { TextTokenizer } from '../io/tokenizer.js';
 import { KVCache } from '../cache/kv-cache.js';
 import { check } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
@@ -15,6 +16,8 @@ import type { SelectEntries, SequenceStep } from './batch.js';
  * sequence: its new tokens). Layers and heads count from 0; query heads, not KV heads.
  */
 export interface ForwardHooks {
+  /** The normed input of `layer`'s attention, what its q/k/v projections read: [rows × hiddenSize] (KVzip+ reads its row norms). */
+  attentionInput?(layer: number, h: Tensor): Tensor | void;
   /** The attention output of every query head of `layer` before the output projection: [rows × numHeads·headDim], head h in columns [h·headDim, (h+1)·headDim). */
   headOutputs?(layer: number, heads: Tensor): Tensor | void;
   /** The residual stream after `layer` (its attention and MLP added): [rows × hiddenSize]. */
@@ -54,6 +57,11 @@ export interface CausalLM {
    * (CriticalKV's ‖W_o v‖₁).
    */
   outputProjection(layer: number): Tensor;
+  /**
+   * The tokenizer of the checkpoint the model was loaded from (loadModel sets it), for presses that build prompts of
+   * their own (KVzip's repeat prompt, from the chat template); absent for a model assembled without one.
+   */
+  readonly tokenizer?: TextTokenizer;
 }
 
 /** makeCache for a family: the config's cache shape, created by the model's backend. */
@@ -100,6 +108,7 @@ export function chainHooks(a: ForwardHooks, b: ForwardHooks | undefined): Forwar
       return g(...([...args.slice(0, -1), first] as [...T, Tensor])) ?? first;
     } : f ?? g;
   return {
+    attentionInput: chain<[number]>(a.attentionInput, b.attentionInput),
     headOutputs: chain<[number]>(a.headOutputs, b.headOutputs),
     residual: chain<[number]>(a.residual, b.residual),
     final: chain<[]>(a.final, b.final),
@@ -115,6 +124,7 @@ export function withHooks(model: CausalLM, hooks: ForwardHooks): CausalLM {
     forwardBatch: (steps, opts = {}) => model.forwardBatch(steps, { ...opts, hooks: chainHooks(hooks, opts.hooks) }),
     makeCache: (dtype) => model.makeCache(dtype),
     outputProjection: (layer) => model.outputProjection(layer),
+    tokenizer: model.tokenizer,
   };
 }
 

@@ -5,6 +5,9 @@
  * the probabilities are computed (AttentionObserver.accumulate): no probability block is copied out for them.
  */
 import type { AttentionObserver } from '../backend/backend.js';
+import { countUpTo } from '../cache/positions.js';
+import type { ModelConfig } from '../models/config.js';
+import { rotate } from './rotary.js';
 import type { PressNeeds, QueryWindow } from './press.js';
 
 export const ATTENTION_SUM = 'attention-sum';
@@ -55,6 +58,24 @@ export class PressRecorder implements AttentionObserver {
 
   window(layer: number): QueryWindow | undefined {
     return this.windows[layer];
+  }
+
+  /**
+   * The cache was renumbered `by` positions down (KVCache.renumber, key rerotation): the recorded queries follow,
+   * each lowered by `by` and its RoPE turned back by as much (at the frequencies of a sequence of `seqLen`), so
+   * that later windows line up with the renumbered keys. Exact for the queries after the last dropped entry (an
+   * observation window the press kept, every query since); rows that would fall below position 0 are dropped.
+   */
+  renumbered(by: number, config: ModelConfig, seqLen: number): void {
+    if (by <= 0) return;
+    this.windows.forEach((w, layer) => {
+      if (!w) return;
+      const from = countUpTo(w.positions, by - 1);
+      const positions = w.positions.slice(from).map((p) => p - by);
+      const data = w.data.slice(from * this.width);
+      rotate(config, data, config.numHeads, positions.map(() => -by), false, seqLen);
+      this.windows[layer] = { data, positions };
+    });
   }
 
   /** A copy of the window's last rows, as many as this recorder keeps (none when it keeps no queries). */

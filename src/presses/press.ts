@@ -6,6 +6,7 @@
  */
 import type { AttentionObserver, Backend } from '../backend/backend.js';
 import type { KVCache, LayerCache } from '../cache/kv-cache.js';
+import type { Budget } from './budget.js';
 import type { ModelConfig } from '../models/config.js';
 import type { CausalLM } from '../models/model.js';
 
@@ -42,6 +43,20 @@ export interface LayerView {
   queries?: QueryWindow;
   /** The model being compressed (its weights, e.g. outputProjection for CriticalKV); set by the runner. */
   model?: CausalLM;
+  /** True when the runner compresses between decoding steps (CompressionPlan.decode); absent for the prefill. */
+  decoding?: boolean;
+}
+
+/** What Press.prepare sees: the whole sequence, once per compression. */
+export interface CompressionContext {
+  model: CausalLM;
+  cache: KVCache;
+  /** The plan's budget (absent only for a press that sets its own size). */
+  budget?: Budget;
+  /** true for a prefill compression (budgets of the tokens seen), false while decoding (back to the prefill's targets). */
+  prefill: boolean;
+  /** Per layer, the entries per head the budget aims at now, before the cap by what the layer's heads hold. */
+  targets: number[];
 }
 
 export interface Press {
@@ -54,10 +69,30 @@ export interface Press {
   /** Which entries each head keeps, when heads may keep different numbers (AdaKV); default top-`keep` per head. */
   select?(view: LayerView, scores: Float32Array[]): Int32Array[];
   /**
+   * The press sets its own size by its own rule (DMS's threshold, SimLayerKV's lazy layers, DecodingPress's target
+   * size): a plan for it carries no budget, `keep` is then every entry a head holds, and its `select` decides.
+   */
+  readonly sizesItself?: boolean;
+  /**
    * A press that records its own statistics while attention runs returns an observer that does so and forwards
    * everything to `next` (the session's recorder) first.
    */
   observer?(cache: KVCache, next: AttentionObserver): AttentionObserver;
+  /**
+   * Called once per compression, before any layer is scored: work on the whole sequence with the model (KVzip and
+   * KVCompose run the model again over the cache and score every layer from that; their select then applies it).
+   */
+  prepare?(context: CompressionContext): void;
+  /**
+   * Called for each layer once `kept` (per head, ascending entry indices) is chosen, before the heads drop the
+   * other entries, which are still there to read (MergingPress folds their values into kept entries).
+   */
+  beforeKeep?(view: LayerView, kept: Int32Array[]): void;
+  /**
+   * Called once after a compression that dropped entries, every layer compacted: work on the whole cache
+   * (KeyRerotationPress renumbers it, cache.renumber; the session's recorded queries follow the renumbering).
+   */
+  afterCompress?(cache: KVCache, config: ModelConfig): void;
 }
 
 /** Indices of the `k` highest scores, ascending (ties go to the earlier entry, as a stable sort gives). */

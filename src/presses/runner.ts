@@ -4,7 +4,9 @@
  * - during 'chunks': after every prefill chunk, so the cache never holds more than the budget plus one chunk;
  * - while decoding, if asked: every `every` steps and whenever a head passes `maxSize`, back to the target: the
  *   token budget, or for a ratio the size the prefill left (kvpress's DecodingPress keeps a fixed target size
- *   the same way; H2O evicts every step).
+ *   the same way, see presses/decoding.ts; H2O evicts every step). The press's view then says `decoding`.
+ * A press that sets its own size (Press.sizesItself: DMS, SimLayerKV, DecodingPress) takes no budget: every entry
+ * is offered to it, at the same times, and its `select` decides what each head keeps.
  */
 import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
@@ -17,7 +19,8 @@ import { type LayerView, type Press, topK } from './press.js';
 
 export interface CompressionPlan {
   press: Press;
-  budget: Budget;
+  /** Required, except for a press that sets its own size (Press.sizesItself), which takes none (absent or null). */
+  budget?: Budget;
   during?: 'prefill' | 'chunks';
   decode?: { every?: number; maxSize?: number };
 }
@@ -46,7 +49,13 @@ export class CompressionSession {
     private readonly cache: KVCache,
     recorded?: RecordedQueries,
   ) {
-    validateBudget(plan.budget);
+    if (plan.press.sizesItself) {
+      check(plan.budget == null, `${plan.press.name} sets its own size: it takes no budget (no --ratio or --budget)`);
+      check(plan.press.select !== undefined, `${plan.press.name} sets its own size, so it must select its entries (Press.select)`);
+    } else {
+      check(plan.budget != null, `${plan.press.name} needs a budget (--ratio or --budget)`);
+      validateBudget(plan.budget);
+    }
     const c = model.config;
     const kernel = kernelOf(c.attentionKernel);
     const readsAttention = plan.press.needs.attention || (plan.press.needs.queryWindow ?? 0) > 0 || plan.press.observer !== undefined;
@@ -78,7 +87,7 @@ export class CompressionSession {
       // (a ratio's ⌊prompt·(1 − ratio)⌋, shaped per layer by the press) — not the layer's longest head, which for a
       // head-adaptive press would let the layer's total grow past the budget.
       const shaped = this.plan.press.layerKeep !== undefined;
-      this.decodeTargets = this.cache.layers.map((l, i) => ('tokens' in budget && !shaped ? budget.tokens : this.layerTargets[i] ?? l.maxLength()));
+      this.decodeTargets = this.cache.layers.map((l, i) => (budget && 'tokens' in budget && !shaped ? budget.tokens : this.layerTargets[i] ?? l.maxLength()));
     }
   }
 
@@ -96,17 +105,21 @@ export class CompressionSession {
   }
 
   private prefillKeep(length: number): number {
-    return entriesToKeep(this.plan.budget, this.cache.nextPosition, length);
+    // A press that sets its own size is offered every entry (its select decides).
+    return this.plan.budget ? entriesToKeep(this.plan.budget, this.cache.seenTokens, length) : length;
   }
 
   /**
    * Compresses every layer whose heads hold more than `keepFor(layer)` allows. `shape`: let the press set per-layer
-   * budgets (layerKeep) from the budget of the tokens seen (prefill); decoding passes false, its targets already are.
+   * budgets (layerKeep) from the budget of the tokens seen (prefill); decoding passes false, its targets already are,
+   * and the press's view then says `decoding`.
    */
   compress(keepFor: (layer: number, length: number) => number, shape = true): void {
-    const { press } = this.plan;
+    const { press, budget } = this.plan;
     const config = this.model.config;
     let changed = false;
+    // Targets before the cap by what a layer holds: keepFor of an unbounded length.
+    press.prepare?.({ model: this.model, cache: this.cache, budget, prefill: shape, targets: this.cache.layers.map((_, l) => keepFor(l, Infinity)) });
     this.cache.layers.forEach((cache, layer) => {
       const length = cache.maxLength();
       const keep = keepFor(layer, length);
@@ -115,12 +128,13 @@ export class CompressionSession {
         config,
         backend: this.model.backend,
         cache,
-        seen: this.cache.nextPosition,
+        seen: this.cache.seenTokens,
         keep,
-        ratio: 'ratio' in this.plan.budget && length === this.cache.nextPosition ? this.plan.budget.ratio : 1 - keep / length,
-        uniform: uniformKeep(this.plan.budget, this.cache.nextPosition),
+        ratio: budget && 'ratio' in budget && length === this.cache.seenTokens ? budget.ratio : 1 - keep / length,
+        uniform: budget ? uniformKeep(budget, this.cache.seenTokens) : this.cache.seenTokens,
         queries: this.recorder.window(layer),
         model: this.model,
+        ...(shape ? {} : { decoding: true }),
       };
       const layerKeep = shape ? Math.min(length, press.layerKeep?.(view) ?? keep) : keep;
       if (shape) this.layerTargets[layer] = layerKeep;
@@ -128,6 +142,7 @@ export class CompressionSession {
       view.keep = layerKeep;
       const scores = press.score(view);
       const kept = press.select ? press.select(view, scores) : scores.map((s) => topK(s, layerKeep));
+      press.beforeKeep?.(view, kept);
       cache.heads.forEach((head, h) => {
         if (kept[h].length === head.length) return;
         this.stats.dropped += head.length - kept[h].length;
@@ -136,5 +151,9 @@ export class CompressionSession {
       });
     });
     if (changed) this.stats.compressions++;
+    // A press may renumber the cache (key rerotation): the recorded queries follow it.
+    const next = this.cache.nextPosition;
+    if (changed) press.afterCompress?.(this.cache, config);
+    this.recorder.renumbered(next - this.cache.nextPosition, config, next);
   }
 }

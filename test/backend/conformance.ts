@@ -120,6 +120,36 @@ export function conformance(name: string, make: () => Backend, opts: Conformance
     }
   });
 
+  test(`${name} conforms: head memory writeValues and renumber (key rerotation) as the reference backend's (f32, bf16)`, () => {
+    const b = make();
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const shape = { numLayers: 1, numKvHeads: 2, headDim: 8 };
+      const [mine, theirs] = [b.createCache(shape, dtype), ref.createCache(shape, dtype)];
+      const positions = Int32Array.from({ length: 10 }, (_, i) => 3 * i);
+      const k = t(10, 16, 50);
+      const v = t(10, 16, 51);
+      b.appendKv(mine.layers[0], k, v, positions);
+      ref.appendKv(theirs.layers[0], k, v, positions);
+      mine.nextPosition = theirs.nextPosition = 30;
+      for (const cache of [mine, theirs]) {
+        cache.layers[0].heads.forEach((h, i) => h.keep(i === 0 ? [1, 2, 5, 8] : [0, 3, 4, 9]));
+        cache.layers[0].heads[1].writeValues([0, 2], uniformArray(16, 52));
+        cache.renumber(Float32Array.from([1, 0.3, 0.05, 0.01]));
+      }
+      assert.equal(mine.nextPosition, 4);
+      theirs.layers[0].heads.forEach((h, i) => {
+        const m = mine.layers[0].heads[i];
+        assert.deepEqual(Array.from(m.positions), Array.from(h.positions));
+        assert.deepEqual(Array.from(mine.originalPositions(0, i)), Array.from(theirs.originalPositions(0, i)));
+        close(m.keys(0, m.length), h.keys(0, h.length), tol, `renumbered keys ${dtype}, head ${i}`);
+        close(m.values(0, m.length), h.values(0, h.length), tol, `written values ${dtype}, head ${i}`);
+      });
+      const q = t(2, 32, 53);
+      const opts = { layer: 0, scale: 0.3, window: null };
+      close(b.scope(() => b.attention(q, mine.layers[0], Int32Array.from([4, 5]), opts)), ref.attention(q, theirs.layers[0], Int32Array.from([4, 5]), opts), tol, `attention after renumbering ${dtype}`);
+    }
+  });
+
   test(`${name} conforms: recurrent state (createState) steps as the reference backend's`, () => {
     const shape = { heads: 2, keyDim: 3, valueDim: 4, decay: Float32Array.from([1, 0.8]) };
     const [mine, theirs] = [make().createState(shape), ref.createState(shape)];

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { PRESSES } from '../../src/presses/registry.js';
 import { assertUserError, runCli } from '../helpers/cli.js';
 import { maxAbsDiff, PARITY_DIR, readF32 } from '../helpers/fixtures.js';
 
@@ -37,8 +38,10 @@ test('logits with a press writes one row per question token from the compressed 
 
 test('presses lists every method with its options', () => {
   const r = runCli(['presses', '--json']);
-  const names = JSON.parse(r.stdout).map((p: { name: string }) => p.name);
-  assert.deepEqual(names, ['streaming-llm', 'snapkv', 'pyramidkv', 'observed-attention', 'h2o', 'tova', 'knorm', 'random', 'adakv', 'lazy-eviction', 'critic']);
+  const listed = JSON.parse(r.stdout) as { name: string; source: string; options: Record<string, unknown> }[];
+  assert.deepEqual(listed.map((p) => p.name), PRESSES.map((p) => p.name));
+  for (const name of ['streaming-llm', 'snapkv', 'h2o', 'adakv', 'expected-attention', 'chunkkv', 'dms', 'kvzip']) assert.ok(listed.some((p) => p.name === name), name);
+  for (const p of listed) assert.ok(p.source.length > 0 && typeof p.options === 'object', p.name);
 });
 
 test('bad press input: ratio, budget, unknown press or option, window longer than the context', () => {

@@ -25,6 +25,12 @@ test('the package entry exports the presses, the registry, plans, budgets and se
   assert.ok(names.includes('snapkv') && names.includes('h2o') && names.length >= 11, names.join(', '));
   for (const p of attend.PRESSES) {
     assert.equal(typeof p.summary, 'string');
+    const required = Object.entries(p.options).filter(([, spec]) => spec.required).map(([key]) => key);
+    if (required.length > 0) {
+      // An option without a default is named in a one-line error.
+      assert.throws(() => attend.createPress(p.name, {}), (e: Error) => e instanceof attend.AttendError && e.message.includes(required[0]), p.name);
+      continue;
+    }
     assert.equal(attend.createPress(p.name, {}).score instanceof Function, true, p.name);
   }
   assert.deepEqual(attend.pressEntry('h2o').decode?.({}), { every: 1 });

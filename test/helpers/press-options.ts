@@ -1,0 +1,36 @@
+/** Options that let every registered press act on the small parity checkpoints of the press tests (40 tokens, chunks of 8, 6 decoding steps). */
+import { join } from 'node:path';
+
+/** Every press runs on its defaults except where they cannot work on 40 tokens in chunks of 8 in 6 steps. */
+export const CONTRACT_OPTIONS: Record<string, Record<string, string | number>> = {
+  // The default window of 64 must be shorter than the tokens seen at the first compression (8).
+  snapkv: { window: 4 },
+  pyramidkv: { window: 4 },
+  // The default scorer is SnapKV on its defaults (window 64), which AdaKV's options cannot change; key norms
+  // differ between heads, so the heads really keep different numbers (TOVA's scores are the same for every head).
+  adakv: { scorer: 'knorm' },
+  // It evicts every `window` decoding steps: the default 175 would not evict once in 6 steps.
+  'lazy-eviction': { window: 3 },
+  // scorers: the statistics must match the model; the default lag of 128 would never partition 40 tokens.
+  'expected-attention-stats': { stats: join(import.meta.dirname, '..', 'fixtures', 'press-stats', 'llama-gqa-tied.safetensors') },
+  lagkv: { 'lag-size': 3 },
+  // Their default scorer is SnapKV on its defaults (window 64); FINCH's question window is 64 by default too.
+  'key-rerotation': { scorer: 'knorm' },
+  merging: { scorer: 'knorm' },
+  finch: { window: 4 },
+  // decoding: back to 10 entries every 2 steps (defaults 2048 every 512); DMS evicts (knorm scores −‖k‖ < 0) what
+  // leaves a window of 4 at every step; SimLayerKV's layers are all lazy at threshold 0 (the default 1 never is).
+  decoding: { 'compression-interval': 2, 'target-size': 10 },
+  'prefill-decoding': { 'compression-interval': 2, 'target-size': 10 },
+  'compression-ratio-decoding': { 'compression-interval': 2 },
+  dms: { threshold: 0, 'sliding-window-size': 4, decoding: 1 },
+  simlayerkv: { 'lazy-threshold': 0, 'n-recent': 4, 'n-initial': 2 },
+  // wrappers: scorers that work on 8 tokens (the default SnapKV's window is 64), chunks and blocks smaller than 40.
+  chunk: { scorer: 'tova', 'chunk-length': 16 },
+  chunkkv: { scorer: 'knorm', 'chunk-length': 4 },
+  block: { 'block-size': 4 },
+  criticalkv: { scorer: 'tova' },
+  'critical-adakv': { scorer: 'knorm' },
+  'per-layer-compression': { scorer: 'knorm', ratios: '0.25,0.75' },
+  composed: { presses: 'tova,knorm' },
+};
