@@ -36,8 +36,6 @@ const TIE = 1e-6;
  * skipped); each reason says what differs. Keys are `fixture/case`.
  */
 const KNOWN: Record<string, string> = {
-  'attend-mini/leverage-score-0.5':
-    'layer 0 holds a repeated token\'s identical pre-RoPE keys, and which of two near-equal groups of them wins the cut moves with the drawn sketch (kvpress solves in f32 through a jittered Cholesky; with another draw the case agreed up to 2e-6)',
   'qwen3-random/chunkkv-knorm-0.75':
     'Qwen3 normalises keys (k_norm), so every key norm is ≈ √d·w and the chunk means tie; torch.topk and Attend break the chunk ties differently',
   'attend-mini/dms-knorm-decoding':
