@@ -42,6 +42,12 @@ export interface AttentionObserver {
   tokens?(ids: ArrayLike<number>, positions: Int32Array): void;
   /** Post-RoPE queries [rows × heads·headDim] about to attend at `positions` in `layer` (valid during the call only). */
   queries?(layer: number, q: Float32Array, positions: Int32Array): void;
+  /**
+   * The normed input of `layer`'s attention, what its q/k/v projections read (kvpress's `hidden_states`): this
+   * sequence's rows [rows × hiddenSize] at `positions` (valid during the call only; read only when defined). Presses
+   * with trained scorers over hidden states (KVzap, Fast KVzip) record what they need from it.
+   */
+  attentionInput?(layer: number, h: Float32Array, positions: Int32Array): void;
   /** Attention probabilities, block by block (computed only for observers that define this). */
   observe?(block: AttentionBlock): void;
   /**

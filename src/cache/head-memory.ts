@@ -21,7 +21,10 @@ export interface HeadMemory {
   liveBytes(): number;
   /** A per-entry statistic by name (zero for entries added since it was created), `length` long, host memory. */
   stat(name: string): Float32Array;
-  /** Keys (or values) of entries [start, start+count) as f32 rows on the host; a device backend copies them. */
+  /**
+   * Keys (or values) of entries [start, start+count) as f32 rows on the host; a device backend copies them. Key
+   * channels pruned (pruneKeyChannels) read as 0.
+   */
   keys(start: number, count: number, scratch?: Float32Array): Float32Array;
   values(start: number, count: number, scratch?: Float32Array): Float32Array;
   /** Keeps only the entries at `indices` (ascending, unique) and frees the rest. */
@@ -37,6 +40,17 @@ export interface HeadMemory {
    * dimensions turn), as rope.ts ropeTables makes them for each entry's position difference (key rerotation).
    */
   renumber(positions: ArrayLike<number>, rotation?: { cos: Float32Array; sin: Float32Array }): void;
+  /**
+   * Key-channel pruning (ThinK, presses/think.ts), where the backend's memory offers it: every entry held keeps only
+   * the key channels `channels` (ascending, unique, below headDim) and the memory of the others is freed; they read
+   * as 0 (keys()) and attention computes with the same channels of the query only, the product with the zeroed
+   * key. Entries pruned before keep what they had in those channels, entries appended later every channel.
+   * Returns whether the stored keys changed.
+   */
+  pruneKeyChannels?(channels: ArrayLike<number>): boolean;
+  /** Entries [0, pruned) hold only the key channels `keyChannels` (ascending); 0 and null when none does. */
+  readonly pruned?: number;
+  readonly keyChannels?: Int32Array | null;
   /** Drops every entry whose original position is ≥ `position` (rollback). */
   truncate(position: number): void;
   /** Number of entries whose position is ≤ `position` (a prefix, positions being ascending). */

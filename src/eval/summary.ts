@@ -19,11 +19,15 @@ export function keptLabel(budget: CellResult['budget']): string {
   return `${budget.tokens} tokens kept`;
 }
 
-/** The budget column: the KV kept, when compression ran if per chunk, and whether the question was in the cache. */
+/**
+ * The budget column: the KV kept, when compression ran if per chunk, and whether the question was in the cache. A
+ * press that sets its own size (DMS, SimLayerKV, the decoding presses) has no budget: 'own size', and the rest.
+ */
 export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware'> & { method?: string }): string {
-  if (!r.budget) return keptLabel(null);
+  const when = `${r.during === 'chunks' ? ', per chunk' : ''}, ${r.queryAware ? 'query-aware' : 'query-agnostic'}`;
+  if (!r.budget) return r.method && r.method !== 'full' && !isSelectorMethod(r.method) ? `own size${when}` : keptLabel(null);
   if (r.method && isSelectorMethod(r.method) && 'tokens' in r.budget) return `100% kept, ${r.budget.tokens} tokens read per step`;
-  return `${keptLabel(r.budget)}${r.during === 'chunks' ? ', per chunk' : ''}, ${r.queryAware ? 'query-aware' : 'query-agnostic'}`;
+  return `${keptLabel(r.budget)}${when}`;
 }
 
 export const QUERY_NOTE = 'query-aware: the question was in the cache when the press compressed it, so the press could see what is asked; '

@@ -5,7 +5,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { AttendError, check } from '../errors.js';
-import { pressEntry, resolveOptions } from '../presses/registry.js';
+import { PRESSES, pressEntry, resolveOptions } from '../presses/registry.js';
 import { createSelector, SELECTORS } from '../selectors/registry.js';
 import { jsonErrorReason, oneLine } from './json-text.js';
 import { taskByName } from './tasks/index.js';
@@ -19,6 +19,7 @@ export interface MethodSpec {
    * budgets the tokens each head reads per decoding step (nothing is dropped; the prompt is prefilled whole).
    */
   selector?: true;
+  /** Ratios and token budgets, one cell each; none for a press that sets its own size (PressEntry.sizesItself). */
   ratios?: number[];
   budgets?: number[];
   options?: Record<string, number | string>;
@@ -73,6 +74,75 @@ export const SWEEP_DEFAULTS: SweepConfig = {
   seedPerInstance: false,
 };
 const RULER_TASKS = ['passkey', 'niah_single', 'niah_multikey', 'niah_multivalue', 'niah_multiquery', 'vt', 'fwe', 'qa'];
+/** The ruler preset's budgets: a quarter, half and three quarters of the KV removed. */
+const RULER_RATIOS = [0.25, 0.5, 0.75];
+
+/**
+ * Every registered press in the ruler preset, in the registry's order, with the options it runs with there: its
+ * defaults (no options, as the six presses of the first ruler sweep ran) except where they would not act on a 4K or
+ * 8K prompt and a short answer, or an option has no default. Presses that set their own size (PressEntry.sizesItself)
+ * run without a budget, once per query mode; the others at RULER_RATIOS. Choices, on attend-mini:
+ * - per-layer-compression: one ratio per layer of attend-mini's eight, from 0.2 to 0.8, mean 0.5 (the list shapes
+ *   the budget over the layers; at the other ratios the kept fractions are scaled, per-layer-compression.ts);
+ * - decoding, prefill-decoding, cam: back to 1024 entries per head every 8 decoding steps, and
+ *   compression-ratio-decoding back to half the tokens seen every 8 steps (their defaults, 2048 every 512 steps,
+ *   would never act within an answer of a dozen tokens);
+ * - dms: knorm's −‖k‖ below −20 is evicted outside the last 128 tokens (no default: on a 4K niah_single prompt the
+ *   layers' median key norms run from 3 to 48, so it evicts from a few layers' entries to all of them);
+ * - simlayerkv: lazy threshold 0.8 (the default 1 never makes a layer lazy; at 4K, with 1024 recent tokens, the
+ *   layers' lazy scores were 0.24, 0.65, 1.0, 0.83, 0.76, 0.78, 0.71, 0.81: three lazy layers).
+ * RULER_LEFT_OUT names the registered presses left out, and why; a test checks that every press is in one or the other.
+ */
+export const RULER_PRESSES: { press: string; options?: Record<string, number | string> }[] = [
+  { press: 'streaming-llm' },
+  { press: 'snapkv' },
+  { press: 'pyramidkv' },
+  { press: 'observed-attention' },
+  { press: 'h2o' },
+  { press: 'tova' },
+  { press: 'knorm' },
+  { press: 'random' },
+  { press: 'adakv' },
+  { press: 'lazy-eviction' },
+  { press: 'critic' },
+  { press: 'expected-attention' },
+  { press: 'cap' },
+  { press: 'keydiff' },
+  { press: 'lagkv' },
+  { press: 'cur' },
+  { press: 'non-causal-attention' },
+  { press: 'leverage-score' },
+  { press: 'compactor' },
+  { press: 'chunk' },
+  { press: 'chunkkv' },
+  { press: 'block' },
+  { press: 'criticalkv' },
+  { press: 'critical-adakv' },
+  { press: 'per-layer-compression', options: { ratios: '0.2,0.3,0.4,0.5,0.5,0.6,0.7,0.8' } },
+  { press: 'composed' },
+  { press: 'decoding', options: { 'compression-interval': 8, 'target-size': 1024 } },
+  { press: 'prefill-decoding', options: { 'compression-interval': 8, 'target-size': 1024 } },
+  { press: 'compression-ratio-decoding', options: { 'compression-interval': 8 } },
+  { press: 'dms', options: { threshold: -20 } },
+  { press: 'simlayerkv', options: { 'lazy-threshold': 0.8 } },
+  { press: 'cam', options: { 'compression-interval': 8, 'target-size': 1024 } },
+  { press: 'key-rerotation' },
+  { press: 'finch' },
+  { press: 'merging' },
+  { press: 'kvzip' },
+  { press: 'kvcompose' },
+  { press: 'think' },
+];
+
+/** Registered presses the ruler preset leaves out, and why (add them to a sweep config with their files). */
+export const RULER_LEFT_OUT: Record<string, string> = {
+  'expected-attention-stats': "needs the model's query statistics (stats=PATH, made by tools/press_stats/); expected-attention, in the preset, takes them from the prompt",
+  qfilter: 'needs trained Q-filters for the model (path=PATH); the repository ships none for attend-mini',
+  kvzap: 'needs a trained KVzap scorer for the model (path=PATH); the repository ships none for attend-mini',
+  fastkvzip: 'needs trained Fast KVzip gates for the model (path=PATH); the repository ships none for attend-mini',
+  lukv: "needs LU-KV's budget curve for the model (path=PATH); the repository ships none for attend-mini",
+  restorekv: "needs RestoreKV's trained adapter for the model (path=PATH); the repository ships none for attend-mini",
+};
 
 export const PRESETS: Record<string, SweepConfig> = {
   /**
@@ -100,7 +170,10 @@ export const PRESETS: Record<string, SweepConfig> = {
     sharedPrefill: true,
     seedPerInstance: true,
   },
-  /** RULER-style: every task at 4K and 8K, four methods at three budgets, query-agnostic and aware. */
+  /**
+   * RULER-style: every task at 4K and 8K, full KV and every press of RULER_PRESSES at three budgets (or its own size),
+   * query-agnostic and aware.
+   */
   ruler: {
     tasks: RULER_TASKS,
     contextLengths: [4096, 8192],
@@ -108,12 +181,7 @@ export const PRESETS: Record<string, SweepConfig> = {
     samples: 4,
     methods: [
       { press: 'full' },
-      { press: 'streaming-llm', ratios: [0.25, 0.5, 0.75] },
-      { press: 'snapkv', ratios: [0.25, 0.5, 0.75] },
-      { press: 'pyramidkv', ratios: [0.25, 0.5, 0.75] },
-      { press: 'h2o', ratios: [0.25, 0.5, 0.75] },
-      { press: 'adakv', ratios: [0.25, 0.5, 0.75] },
-      { press: 'knorm', ratios: [0.25, 0.5, 0.75] },
+      ...RULER_PRESSES.map(({ press, options }): MethodSpec => ({ press, ...(setsOwnSize(press) ? {} : { ratios: RULER_RATIOS }), ...(options ? { options } : {}) })),
     ],
     queryAware: [false, true],
     prefillChunk: 512,
@@ -152,7 +220,7 @@ export function presetByName(name: string): SweepConfig {
  */
 export const MAX_SWEEP_CONFIG_BYTES = 1 << 20;
 /**
- * The most cells one sweep may have: 100,000, about 40 times the ruler preset (2,368), already days of running
+ * The most cells one sweep may have: 100,000, about 7 times the ruler preset (13,376), already days of running
  * at a second a cell. Cells are expanded before they run (about 1 KB each with their id), so a config such as
  * `"samples": 1e9` would exhaust the memory; split a larger sweep into several configs.
  */
@@ -236,11 +304,15 @@ function checkMethod(source: string, m: unknown, index: number): void {
     }
     return;
   }
+  if (setsOwnSize(name)) {
+    for (const key of ['ratios', 'budgets']) {
+      check(m[key] === undefined, `${where}: ${name} sets its own size and takes no "${key}" (give its options instead)`);
+    }
+  } else check(m.ratios !== undefined || m.budgets !== undefined, `${source}: method ${name} needs ratios or budgets`);
   if (m.ratios !== undefined) {
     checkList(where, 'ratios', m.ratios, (r) => typeof r === 'number' && r > 0 && r < 1, 'numbers in (0, 1), the share of the KV removed', '[0.5, 0.75]');
   }
   if (m.budgets !== undefined) checkList(where, 'budgets', m.budgets, wholeAbove0, 'whole numbers > 0, the tokens kept', '[256, 512]');
-  check(m.ratios !== undefined || m.budgets !== undefined, `${source}: method ${name} needs ratios or budgets`);
   check(m.during === undefined || m.during === 'prefill' || m.during === 'chunks',
     () => `${where}: "during" must be "prefill" or "chunks" (got ${shown(m.during)})`);
   if (m.options !== undefined) {
@@ -303,10 +375,24 @@ function parseSweepConfigAsGiven(raw: unknown, source: string): SweepConfig {
   return config;
 }
 
+/**
+ * Whether `name` is a registered press that sets its own size (PressEntry.sizesItself: DMS, SimLayerKV, the decoding
+ * presses): its method has no ratios or budgets, one cell per query mode with no budget (run-cell.ts planOf).
+ */
+export function setsOwnSize(name: string): boolean {
+  return PRESSES.some((p) => p.name === name && p.sizesItself === true);
+}
+
+/** The budgets a method runs at, one cell each (and per query mode): null for full KV and for presses that size themselves. */
+function methodBudgets(m: MethodSpec): CellKey['budget'][] {
+  if (m.press === 'full' || (!m.selector && setsOwnSize(m.press))) return [null];
+  return [...(m.ratios ?? []).map((ratio) => ({ ratio })), ...(m.budgets ?? []).map((tokens) => ({ tokens }))];
+}
+
 /** How many cells expandSweep makes of `config`, computed without making them. */
 export function countCells(config: SweepConfig): number {
   const perInstance = config.methods.reduce(
-    (n, m) => n + (m.press === 'full' ? 1 : ((m.ratios?.length ?? 0) + (m.budgets?.length ?? 0)) * (m.selector ? 1 : config.queryAware.length)), 0);
+    (n, m) => n + (m.press === 'full' ? 1 : methodBudgets(m).length * (m.selector ? 1 : config.queryAware.length)), 0);
   const instances = config.tasks.reduce(
     (n, task) => n + (taskByName(task).hasDepth ? config.depths.length : 1) * config.contextLengths.length * config.samples, 0);
   return instances * perInstance;
@@ -352,8 +438,7 @@ export function expandSweep(config: SweepConfig, model: string): CellKey[] {
         for (let sample = 0; sample < config.samples; sample++) {
           const seed = config.seed * 1_000_003 + (config.seedPerInstance ? instance++ : sample);
           for (const m of config.methods) {
-            const budgets: CellKey['budget'][] =
-              m.press === 'full' ? [null] : [...(m.ratios ?? []).map((ratio) => ({ ratio })), ...(m.budgets ?? []).map((tokens) => ({ tokens }))];
+            const budgets = methodBudgets(m);
             const aware = m.press === 'full' || m.selector ? [false] : config.queryAware;
             for (const budget of budgets) {
               for (const queryAware of aware) {

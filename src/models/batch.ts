@@ -52,6 +52,17 @@ export class BatchLayout {
     return out;
   }
 
+  /** Hands each sequence's rows of `h`, the attention input of `layer`, to its observer where it reads them. */
+  observeInput(b: Backend, layer: number, h: Tensor): void {
+    if (!this.steps.some((s) => s.observer?.attentionInput)) return;
+    const host = b.read(h);
+    const width = host.length / this.rows;
+    this.steps.forEach((s, i) => {
+      const start = this.starts[i] * width;
+      s.observer?.attentionInput?.(layer, host.subarray(start, start + s.ids.length * width), this.positions[i]);
+    });
+  }
+
   /** Appends each sequence's keys/values to its cache and attends its queries over it. */
   attend(
     b: Backend,

@@ -97,6 +97,7 @@ export class Gpt2Model implements CausalLM {
         b.scope(() => {
           const h = b.layerNorm(x, layer.ln1[0], layer.ln1[1], c.normEps);
           if (hooks?.attentionInput) replace(h, hooks.attentionInput(i, h));
+          batch.observeInput(b, i, h);
           const [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [n, n, n]);
           const attended = batch.attend(b, i, q, k, v, { scale: 1 / Math.sqrt(c.headDim), window: null, kernel: c.attentionKernel });
           if (hooks?.headOutputs) replace(attended, hooks.headOutputs(i, attended));

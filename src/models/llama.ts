@@ -107,6 +107,7 @@ export class LlamaModel implements CausalLM {
       this.layers.forEach((layer, i) =>
         b.scope(() => {
           if (hooks?.attentionInput) replace(h, hooks.attentionInput(i, h));
+          batch.observeInput(b, i, h);
           let [q, k, v] = b.splitColumns(b.linear(h, layer.qkv, layer.qkvBias), [qDim, kvDim, kvDim]);
           if (layer.qNorm && layer.kNorm) {
             q = b.rmsNorm(q.reshape([q.size / c.headDim, c.headDim]), layer.qNorm, c.normEps).reshape(q.shape);

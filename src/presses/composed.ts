@@ -16,6 +16,13 @@
  * As kvpress forbids AdaKV in a composition only because it masks keys, Attend (which removes them) allows presses
  * that select across heads; a press that rewrites kept entries before the drop (merging) is refused, since a
  * stage works on copies; presses that change the cache after a compression (key rerotation) run after all stages.
+ * A press that prunes key channels instead of entries (ThinK, Press.keyChannels; kvpress's docstring example
+ * SnapKV 0.3 then ThinK 0.2) is a stage too: its ratio is its fraction of key channels, it keeps every entry it
+ * receives (it counts 1 in the product above, and is not scaled: under a ratio budget equal to 1 − Π(1 − rᵢ) over
+ * the other presses the stages are exactly kvpress's), the stages after it see its pruned keys (kvpress hands them
+ * the zeroed keys), and once the runner has kept the composition's entries the real layer's keys are pruned to
+ * the channels each such stage chose, in order. kvpress reports the composition's compression_ratio with ThinK's
+ * R/2 in the product; Attend's budget counts entries only.
  */
 import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
@@ -23,13 +30,24 @@ import { AttendError } from '../errors.js';
 import type { ModelConfig } from '../models/config.js';
 import type { LayerView, Press, PressNeeds } from './press.js';
 import { topK } from './press.js';
+import { pruneKeyChannels } from './think.js';
 import { everything, lastRows, subsetLayer } from './wrapped.js';
+
+/** What one run of the stages chose: per head the kept entries, the last entry stage's scores, and per key-channel stage (in order) its channels. */
+interface StageRun {
+  kept: Int32Array[];
+  scores: Float32Array[];
+  channels: (Int32Array | null)[][];
+}
 
 export class ComposedPress implements Press {
   readonly name: string;
   readonly needs: PressNeeds;
   readonly observer?: Press['observer'];
   readonly afterCompress?: Press['afterCompress'];
+  readonly afterKeep?: Press['afterKeep'];
+  /** The last stage that selects entries (the others prune key channels); −1 when every stage prunes channels. */
+  private readonly lastEntryStage: number;
 
   constructor(
     readonly presses: Press[],
@@ -44,7 +62,10 @@ export class ComposedPress implements Press {
     });
     for (const p of presses) {
       if (p.beforeKeep) throw new AttendError(`composed: ${p.name} rewrites the kept entries before the drop; it cannot run as a stage of a composition`);
+      if (p.afterKeep && !p.keyChannels) throw new AttendError(`composed: ${p.name} rewrites the kept entries after the drop; it cannot run as a stage of a composition`);
     }
+    this.lastEntryStage = presses.map((p) => !p.keyChannels).lastIndexOf(true);
+    if (presses.some((p) => p.keyChannels)) this.afterKeep = (view: LayerView) => this.pruneChannels(view);
     this.name = `composed(${presses.map((p) => p.name).join(',')})`;
     const windows = presses.map((p) => p.needs.queryWindow ?? 0);
     this.needs = { queryWindow: Math.max(0, ...windows), attention: presses.some((p) => p.needs.attention) };
@@ -56,14 +77,19 @@ export class ComposedPress implements Press {
     }
   }
 
-  /** Each stage's kept fraction of what it receives, and whether they are kvpress's own (the budget is theirs). */
+  /**
+   * Each stage's kept fraction of the entries it receives (1 for a stage that prunes key channels), and whether they
+   * are kvpress's own (the budget is theirs).
+   */
   private fractions(view: LayerView): { fractions: number[]; exact: boolean } {
-    const kept = this.ratios.map((r) => 1 - r);
+    const channel = this.presses.map((p) => p.keyChannels !== undefined);
+    const kept = this.ratios.map((r, i) => (channel[i] ? 1 : 1 - r));
     const product = kept.reduce((a, b) => a * b, 1);
     const target = 1 - view.ratio;
-    if (Math.abs(target - product) <= 1e-12) return { fractions: kept, exact: true };
-    const factor = (target / product) ** (1 / kept.length);
-    return { fractions: kept.map((k) => Math.min(1, k * factor)), exact: false };
+    const scaled = channel.filter((c) => !c).length;
+    if (Math.abs(target - product) <= 1e-12 || scaled === 0) return { fractions: kept, exact: true };
+    const factor = (target / product) ** (1 / scaled);
+    return { fractions: kept.map((k, i) => (channel[i] ? 1 : Math.min(1, k * factor))), exact: false };
   }
 
   /**
@@ -71,13 +97,16 @@ export class ComposedPress implements Press {
    * itself unless the stages are kvpress's own), and its own window of the recorded queries.
    */
   private stageView(view: LayerView, i: number, cache: LayerView['cache'], received: number, plan: { fractions: number[]; exact: boolean }): LayerView {
-    const last = i === this.presses.length - 1;
+    const last = i === this.lastEntryStage;
     const fraction = plan.fractions[i];
     const share = Math.floor(received * fraction);
     const keep = last ? Math.min(plan.exact ? share : received, view.keep) : share;
     const width = view.config.numHeads * view.config.headDim;
     const window = this.presses[i].needs.queryWindow ?? 0;
-    return { ...view, cache, keep, ratio: 1 - fraction, uniform: received * fraction, queries: lastRows(view.queries, window, width) };
+    const queries = lastRows(view.queries, window, width);
+    // A key-channel stage keeps every entry; its ratio is its fraction of key channels.
+    if (this.presses[i].keyChannels) return { ...view, cache, keep: received, ratio: this.ratios[i], uniform: received, queries };
+    return { ...view, cache, keep, ratio: 1 - fraction, uniform: received * fraction, queries };
   }
 
   /**
@@ -87,40 +116,72 @@ export class ComposedPress implements Press {
   score(view: LayerView): Float32Array[] {
     if (view.cache.heads.every((h) => h.length <= view.keep)) return view.cache.heads.map((h) => new Float32Array(h.length));
     const run = this.run(view);
-    this.last = { view, kept: run.kept };
+    this.last = { view, run };
     return run.scores;
   }
 
   select(view: LayerView, _scores: Float32Array[]): Int32Array[] {
-    if (view.cache.heads.every((h) => h.length <= view.keep)) return everything(view);
-    const kept = this.last?.view === view ? this.last.kept : this.run(view).kept;
+    if (view.cache.heads.every((h) => h.length <= view.keep)) {
+      // Nothing to drop; key-channel stages still prune (the entries appended since the last compression).
+      this.pending = this.afterKeep ? { view, channels: this.run(view, false).channels } : undefined;
+      return everything(view);
+    }
+    const run = this.last?.view === view ? this.last.run : this.run(view);
     this.last = undefined;
-    return kept;
+    this.pending = { view, channels: run.channels };
+    return run.kept;
   }
 
   /** The selection made between score and select (the runner asks both of the same view). */
-  private last?: { view: LayerView; kept: Int32Array[] };
+  private last?: { view: LayerView; run: StageRun };
+  /** The key channels the key-channel stages chose for the layer being compressed, applied after the keep. */
+  private pending?: { view: LayerView; channels: (Int32Array | null)[][] };
 
-  /** Runs the presses in turn: per head, the entries (indices into the layer) the last one keeps, and its scores. */
-  private run(view: LayerView): { kept: Int32Array[]; scores: Float32Array[] } {
+  /** After the runner's keep: the real layer's keys pruned to each key-channel stage's channels, in order. */
+  private pruneChannels(view: LayerView): boolean {
+    const pending = this.pending;
+    this.pending = undefined;
+    if (!pending || pending.view !== view) return false;
+    let changed = false;
+    for (const channels of pending.channels) if (pruneKeyChannels(view.cache, channels)) changed = true;
+    return changed;
+  }
+
+  /**
+   * Runs the presses in turn: per head, the entries (indices into the layer) the last one keeps, its scores, and
+   * the channels of the key-channel stages. `entries` false: only the key-channel stages run, on every entry.
+   */
+  private run(view: LayerView, entries = true): StageRun {
     const plan = this.fractions(view);
     let cache = view.cache;
     let received = cache.maxLength();
     // Per head, the indices into the real layer of what the current press receives.
     let map = everything(view);
     const scores = view.cache.heads.map((h) => new Float32Array(h.length).fill(-Infinity));
+    const channels: (Int32Array | null)[][] = [];
     this.presses.forEach((press, i) => {
       const sv = this.stageView(view, i, cache, received, plan);
+      if (press.keyChannels) {
+        const chosen = press.keyChannels(sv);
+        channels.push(chosen);
+        // The stages after it see its pruned keys, on a copy (kvpress hands them the zeroed keys).
+        if (i < this.presses.length - 1) {
+          cache = subsetLayer(cache, everything(sv));
+          pruneKeyChannels(cache, chosen);
+        }
+        return;
+      }
+      if (!entries) return;
       // As the runner runs a press alone: its own layer budget, then its selection or the top entries per head.
       const keep = Math.min(cache.maxLength(), press.layerKeep?.(sv) ?? sv.keep);
       const v = { ...sv, keep };
       const s = press.score(v);
       const kept = press.select ? press.select(v, s) : s.map((x) => topK(x, keep));
-      if (i === this.presses.length - 1) s.forEach((x, h) => x.forEach((y, j) => (scores[h][map[h][j]] = y)));
+      if (i === this.lastEntryStage) s.forEach((x, h) => x.forEach((y, j) => (scores[h][map[h][j]] = y)));
       map = kept.map((k, h) => Int32Array.from(k, (j) => map[h][j]));
       received = Math.max(0, ...kept.map((k) => k.length));
       if (i < this.presses.length - 1) cache = subsetLayer(cache, kept);
     });
-    return { kept: map, scores };
+    return { kept: map, scores, channels };
   }
 }

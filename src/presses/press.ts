@@ -89,6 +89,18 @@ export interface Press {
    */
   beforeKeep?(view: LayerView, kept: Int32Array[]): void;
   /**
+   * For a press that prunes the channels of keys rather than entries (ThinK): per head, the key channels it keeps
+   * (ascending; null leaves the head's keys as they are). Such a press keeps every entry it is given (its select);
+   * its afterKeep prunes the channels (HeadMemory.pruneKeyChannels), and a composition calls this on its stage.
+   */
+  keyChannels?(view: LayerView): (Int32Array | null)[];
+  /**
+   * Called for each layer after its heads dropped the entries not kept (they hold exactly the kept ones): a press
+   * that changes how the kept entries are stored does it here (ThinK prunes key channels). Returns whether it
+   * changed the layer, so that the compression counts in the session's stats.
+   */
+  afterKeep?(view: LayerView): boolean;
+  /**
    * Called once after a compression that dropped entries, every layer compacted: work on the whole cache
    * (KeyRerotationPress renumbers it, cache.renumber; the session's recorded queries follow the renumbering).
    */

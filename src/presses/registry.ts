@@ -12,6 +12,7 @@ import { CRITICAL_ADAKV_DEFAULTS, CriticalAdaKVPress } from './critical-adakv.js
 import { CRITICALKV_DEFAULTS, CriticalKVPress } from './criticalkv.js';
 import { PerLayerCompressionPress } from './per-layer-compression.js';
 import { numberList } from './wrapped.js';
+import { CAM_DEFAULTS, CamPress } from './cam.js';
 import { CAP_DEFAULTS, CapPress } from './cap.js';
 import { COMPACTOR_DEFAULTS, CompactorPress, parseBlending } from './compactor.js';
 import { CriticPress, CRITIC_DEFAULTS } from './critic.js';
@@ -42,6 +43,12 @@ import { SIMLAYERKV_DEFAULTS, SimLayerKVPress } from './simlayerkv.js';
 import { SNAPKV_DEFAULTS, SnapKVPress } from './snapkv.js';
 import { StreamingLLMPress } from './streaming-llm.js';
 import { TOVAPress } from './tova.js';
+import { FASTKVZIP_DEFAULTS, FastKVzipPress, readFastKVzipGates } from './fastkvzip.js';
+import { KVzapPress, readKVzapModel } from './kvzap.js';
+import { LUKV_DEFAULT_EPSILON, LUKV_DEFAULTS, LUKVPress, readBudgetCurve } from './lukv.js';
+import { QFilterPress, readQFilters } from './qfilter.js';
+import { RESTOREKV_DEFAULTS, readRestoreAdapter, RestoreKVPress } from './restorekv.js';
+import { THINK_DEFAULTS, ThinKPress } from './think.js';
 
 export interface OptionSpec {
   default: number | string;
@@ -473,6 +480,28 @@ export const PRESSES: PressEntry[] = [
       }),
     sizesItself: true,
   },
+  {
+    name: 'cam',
+    summary: 'compresses while decoding only: a scorer picks the evicted entries, whose values merge into the kept entries after them with a probability from their accumulated attention',
+    source: 'Zhang et al. 2024 (CaM, ICML), openreview.net/forum?id=LCTmppB165; kvpress CAMPress',
+    options: {
+      scorer: { default: 'knorm', description: 'the press whose scores (averaged over the KV heads) pick the kept entries', kind: 'press' },
+      ...decodingOptions(),
+      'target-size': { default: CAM_DEFAULTS.targetSize, description: 'entries per head a compression leaves', kind: 'int' },
+      'merge-budget': { default: CAM_DEFAULTS.mergeBudget, description: 'kept entries after an evicted one that its value is spread over (≥ 1)', kind: 'int' },
+      seed: { default: CAM_DEFAULTS.seed, description: 'seed of the merge draws', kind: 'int' },
+      draws: { default: '', description: 'file of recorded uniform merge draws (f32 LE, see cam.ts) instead of the seed', kind: 'string' },
+    },
+    create: (o) =>
+      new CamPress(createPress(String(o.scorer), {}), {
+        ...decodingFrom(o),
+        mergeBudget: num(o, 'merge-budget'),
+        seed: num(o, 'seed'),
+        draws: String(o.draws),
+      }),
+    decode: () => ({ every: 1 }),
+    sizesItself: true,
+  },
   // -- end decoding
   // -- structure: key-rerotation, finch, merging
   {
@@ -546,6 +575,94 @@ export const PRESSES: PressEntry[] = [
       }),
   },
   // -- end reconstruction
+  // -- think: ThinK (key channels, not entries)
+  {
+    name: 'think',
+    summary: 'prunes the key channels with the lowest mean q² × mean k² per head and frees them; every entry is kept (--ratio: the fraction of key channels removed)',
+    source: 'Xu et al. 2024 (ThinK), arXiv 2407.21018; kvpress ThinKPress',
+    options: { window: { default: THINK_DEFAULTS.window, description: 'last queries that weigh the key channels (window_size)', kind: 'int' } },
+    create: (o) => new ThinKPress({ window: num(o, 'window') }),
+  },
+  // -- end think
+  // -- trained: qfilter, kvzap, fastkvzip, lukv, restorekv (their trained parts read from the authors' file formats)
+  {
+    name: 'qfilter',
+    summary: "each KV head's learned Q-filter f scores an entry −⟨f, k⟩ (keys as cached)",
+    source: 'Godey et al. 2025 (Q-Filters), arXiv 2503.02812; kvpress QFilterPress',
+    options: {
+      path: { default: '', description: 'Q-filters folder (model.safetensors with q_filters [layers, kv_heads, head_dim]) or file', kind: 'string', required: true },
+    },
+    create: (o) => new QFilterPress(readQFilters(String(o.path))),
+  },
+  {
+    name: 'kvzap',
+    summary: "a trained linear or MLP model per layer scores each token's KV pairs from its hidden state (regressing KVzip+)",
+    source: 'Jégou & Jeblick 2026 (KVzap), arXiv 2601.07891; kvpress KVzapPress',
+    options: {
+      path: { default: '', description: 'KVzap model folder (config.json + model.safetensors, as nvidia/KVzap-*) or its .safetensors file', kind: 'string', required: true },
+    },
+    create: (o) => new KVzapPress(readKVzapModel(String(o.path))),
+  },
+  {
+    name: 'fastkvzip',
+    summary: "trained gates score each token's KV pairs from its hidden state; sinks and a window kept; selected across all layers",
+    source: 'Kim, Han & Yun 2026 (Fast KVzip), arXiv 2601.17668; kvpress FastKVzipPress',
+    options: {
+      path: { default: '', description: 'Fast KVzip gate file (torch.save, as Jang-Hyun/Fast-KVzip <model>/q<group>_dim16_sink16.pt)', kind: 'string', required: true },
+      layerwise: { default: String(FASTKVZIP_DEFAULTS.layerwise), description: 'the same ratio in every layer instead of one selection across layers', kind: 'bool' },
+      'n-sink': { default: FASTKVZIP_DEFAULTS.nSink, description: 'initial entries scored 1', kind: 'int' },
+      'window-size': { default: FASTKVZIP_DEFAULTS.windowSize, description: 'recent entries scored 1 from 32000 tokens on', kind: 'int' },
+      'window-ratio': { default: FASTKVZIP_DEFAULTS.windowRatio, description: 'share of the tokens scored 1 at the end below 32000 tokens', kind: 'number' },
+    },
+    create: (o) =>
+      new FastKVzipPress(readFastKVzipGates(String(o.path)), {
+        layerwise: num(o, 'layerwise') === 1,
+        nSink: num(o, 'n-sink'),
+        windowSize: num(o, 'window-size'),
+        windowRatio: num(o, 'window-ratio'),
+      }),
+  },
+  {
+    name: 'lukv',
+    summary: "a scorer's ranking within each head, with per-layer, per-head budgets from a pre-computed LU-KV curve",
+    source: 'Tang et al. 2026 (LU-KV), arXiv 2602.08585; kvpress LUKVPress',
+    options: {
+      path: { default: '', description: 'LU-KV budget curve (.npy of shape [99, layers, kv_heads]) made for this model and scorer', kind: 'string', required: true },
+      scorer: { default: 'expected-attention', description: 'the press whose scores rank the entries (expected-attention with epsilon 0.02, as kvpress)', kind: 'press' },
+      sink: { default: LUKV_DEFAULTS.sink, description: 'initial entries always kept', kind: 'int' },
+      window: { default: LUKV_DEFAULTS.window, description: 'most recent entries always kept', kind: 'int' },
+    },
+    create: (o) =>
+      new LUKVPress(
+        createPress(String(o.scorer), String(o.scorer) === 'expected-attention' ? { epsilon: LUKV_DEFAULT_EPSILON } : {}),
+        readBudgetCurve(String(o.path)),
+        { sink: num(o, 'sink'), window: num(o, 'window') },
+      ),
+  },
+  {
+    name: 'restorekv',
+    summary: 'KVzip, then n learned restore tokens run over the full cache with a LoRA adapter: their entries join the cache, budget-matched',
+    source: 'Baek, Shin & Kong 2026 (RestoreKV), arXiv 2608.01247; kvpress RestoreKVPress',
+    options: {
+      path: { default: '', description: 'RestoreKV folder: restore_embeddings.safetensors + PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)', kind: 'string', required: true },
+      base: { default: '', description: "the base model's folder, where the LoRA is merged (default: the adapter's base_model_name_or_path)", kind: 'string' },
+      sinks: { default: RESTOREKV_DEFAULTS.sinks, description: 'initial entries scored 1 (n_sink)', kind: 'int' },
+      layerwise: { default: String(RESTOREKV_DEFAULTS.layerwise), description: 'the same ratio in every layer instead of one selection across layers', kind: 'bool' },
+      'kvzip-plus': { default: String(RESTOREKV_DEFAULTS.plus), description: 'KVzip+ normalization (use the _plus adapter)', kind: 'bool' },
+      chunk: { default: RESTOREKV_DEFAULTS.chunk, description: 'context tokens per repeat (≥ 1)', kind: 'int' },
+      postfix: { default: RESTOREKV_DEFAULTS.postfix, description: "previous chunk's last tokens quoted in a later repeat's prompt", kind: 'int' },
+    },
+    create: (o) =>
+      new RestoreKVPress(readRestoreAdapter(String(o.path)), {
+        base: String(o.base),
+        sinks: num(o, 'sinks'),
+        layerwise: num(o, 'layerwise') === 1,
+        plus: num(o, 'kvzip-plus') === 1,
+        chunk: num(o, 'chunk'),
+        postfix: num(o, 'postfix'),
+      }),
+  },
+  // -- end trained
 ];
 
 export function pressEntry(name: string): PressEntry {

@@ -140,7 +140,8 @@ export class CompressionSession {
       if (shape) this.layerTargets[layer] = layerKeep;
       if (cache.heads.every((h) => h.length <= layerKeep) && !press.select) return;
       view.keep = layerKeep;
-      const scores = press.score(view);
+      // A press that prunes key channels (ThinK) keeps every entry and scores none.
+      const scores = press.keyChannels ? cache.heads.map((h) => new Float32Array(h.length)) : press.score(view);
       const kept = press.select ? press.select(view, scores) : scores.map((s) => topK(s, layerKeep));
       press.beforeKeep?.(view, kept);
       cache.heads.forEach((head, h) => {
@@ -149,6 +150,7 @@ export class CompressionSession {
         head.keep(kept[h]);
         changed = true;
       });
+      if (press.afterKeep?.(view)) changed = true;
     });
     if (changed) this.stats.compressions++;
     // A press may renumber the cache (key rerotation): the recorded queries follow it.

@@ -35,6 +35,11 @@ function close(got: Tensor | Float32Array, want: Tensor | Float32Array, tol: num
   assert.ok(worst <= tol, `${what}: max relative difference ${worst} > ${tol}`);
 }
 
+/** Rows [from, to) of a 2-D tensor, as a new tensor. */
+function rowsOf(x: Tensor, from: number, to: number): Tensor {
+  return new Tensor([to - from, x.cols], x.f32.slice(from * x.cols, to * x.cols));
+}
+
 /** Runs `op` on fresh copies of the inputs for both backends (ops may work in place). */
 function both<R>(b: Backend, inputs: Tensor[], op: (be: Backend, xs: Tensor[]) => R): [R, R, Tensor[], Tensor[]] {
   const copy = () => inputs.map((x) => new Tensor(x.shape, x.f32.slice()));
@@ -117,6 +122,50 @@ export function conformance(name: string, make: () => Backend, opts: Conformance
       b.keyNorms(layers[0]).forEach((n, i) => close(n, ref.keyNorms(layers[1])[i], tol, `key norms, head ${i}`));
       const weights = ref.attentionWeights(q, layers[1], qPos, { layer: 0, scale: 0.3, window: null });
       b.attentionWeights(q, layers[0], qPos, { layer: 0, scale: 0.3, window: null }).forEach((w, i) => close(w, weights[i], tol, `attention weights, head ${i}`));
+    }
+  });
+
+  test(`${name} conforms: attention, key norms and weights over pruned key channels (ThinK) and whole rows after them, as the reference backend's (f32, bf16)`, () => {
+    const b = make();
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const shape = { numLayers: 1, numKvHeads: 2, headDim: 8 };
+      const [mine, theirs] = [b.createCache(shape, dtype), ref.createCache(shape, dtype)];
+      const positions = Int32Array.from({ length: 26 }, (_, i) => 2 * i);
+      const k = t(26, 16, 60);
+      const v = t(26, 16, 61);
+      const channels = [Int32Array.from([0, 2, 3, 6]), Int32Array.from([1, 4, 5, 6, 7])];
+      for (const [be, cache] of [[b, mine], [ref, theirs]] as const) {
+        const layer = cache.layers[0];
+        be.appendKv(layer, rowsOf(k, 0, 14), rowsOf(v, 0, 14), positions.subarray(0, 14));
+        // Pruned twice (entries pruned before keep 0 in a channel they had lost), then whole rows appended.
+        layer.heads.forEach((h, i) => h.pruneKeyChannels?.(Int32Array.from([0, 1, 2, 3, 5, 6, 7].filter((c) => c !== 1 + i))));
+        be.appendKv(layer, rowsOf(k, 14, 20), rowsOf(v, 14, 20), positions.subarray(14, 20));
+        layer.heads.forEach((h, i) => h.pruneKeyChannels?.(channels[i]));
+        be.appendKv(layer, rowsOf(k, 20, 26), rowsOf(v, 20, 26), positions.subarray(20, 26));
+      }
+      mine.layers[0].heads.forEach((h, i) => {
+        assert.equal(h.pruned, 20, 'pruned entries');
+        assert.deepEqual(Array.from(h.keys(0, 26)), Array.from(theirs.layers[0].heads[i].keys(0, 26)));
+      });
+      const q = t(8, 32, 62, 2);
+      const qPos = Int32Array.from([30, 36, 38, 40, 42, 44, 46, 50]);
+      const variants = [
+        { window: null },
+        { window: 5 },
+        { window: 12 },
+        { window: null, entries: [Int32Array.from([0, 3, 4, 17, 19, 20, 23, 25]), Int32Array.from([20, 21, 25])] },
+        { window: null, entries: [Int32Array.from([1, 2, 19]), null] },
+        { window: null, queryEntries: [Int32Array.from([0, 25]), null, Int32Array.from([2, 3, 4, 19]), Int32Array.from([18, 19, 24])] },
+        { window: null, tree: { parents: Int32Array.from([-1, 0, 0, 1, 2, 3, 4, 5]) } },
+        { window: 9, kernel: { name: 'sigmoid' as const, bias: -2 } },
+      ];
+      for (const vis of variants) {
+        const opts = { layer: 0, scale: 0.3, ...vis };
+        close(b.scope(() => b.attention(q, mine.layers[0], qPos, opts)), ref.attention(q, theirs.layers[0], qPos, opts), tol, `pruned-key attention ${dtype} ${JSON.stringify(vis)}`);
+      }
+      b.keyNorms(mine.layers[0]).forEach((n, i) => close(n, ref.keyNorms(theirs.layers[0])[i], tol, `pruned key norms, head ${i}`));
+      const weights = ref.attentionWeights(q, theirs.layers[0], qPos, { layer: 0, scale: 0.3, window: null });
+      b.attentionWeights(q, mine.layers[0], qPos, { layer: 0, scale: 0.3, window: null }).forEach((w, i) => close(w, weights[i], tol, `pruned-key attention weights, head ${i}`));
     }
   });
 

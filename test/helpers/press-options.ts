@@ -2,6 +2,9 @@
 import { join } from 'node:path';
 
 /** Every press runs on its defaults except where they cannot work on 40 tokens in chunks of 8 in 6 steps. */
+/** The hand-made trained parts of the trained presses (tools/press_training/make_test_artefacts.ts). */
+const TRAINED = join(import.meta.dirname, '..', 'fixtures', 'press-trained');
+
 export const CONTRACT_OPTIONS: Record<string, Record<string, string | number>> = {
   // The default window of 64 must be shorter than the tokens seen at the first compression (8).
   snapkv: { window: 4 },
@@ -24,6 +27,8 @@ export const CONTRACT_OPTIONS: Record<string, Record<string, string | number>> =
   'prefill-decoding': { 'compression-interval': 2, 'target-size': 10 },
   'compression-ratio-decoding': { 'compression-interval': 2 },
   dms: { threshold: 0, 'sliding-window-size': 4, decoding: 1 },
+  // CaM (decoding group, wave 2): back to 10 entries once 2 tokens came (defaults 2048 after 512).
+  cam: { 'compression-interval': 2, 'target-size': 10 },
   simlayerkv: { 'lazy-threshold': 0, 'n-recent': 4, 'n-initial': 2 },
   // wrappers: scorers that work on 8 tokens (the default SnapKV's window is 64), chunks and blocks smaller than 40.
   chunk: { scorer: 'tova', 'chunk-length': 16 },
@@ -33,4 +38,11 @@ export const CONTRACT_OPTIONS: Record<string, Record<string, string | number>> =
   'critical-adakv': { scorer: 'knorm' },
   'per-layer-compression': { scorer: 'knorm', ratios: '0.25,0.75' },
   composed: { presses: 'tova,knorm' },
+  // trained: their trained parts for llama-gqa-tied; Fast KVzip's window int(40 × 0.02) would be 0, which in kvpress
+  // sets every score to 1 (so a larger window ratio makes its gates decide); RestoreKV adds tokens (see contract.test.ts).
+  qfilter: { path: join(TRAINED, 'qfilter') },
+  kvzap: { path: join(TRAINED, 'kvzap', 'mlp') },
+  fastkvzip: { path: join(TRAINED, 'fastkvzip', 'q2_dim16_sink4.pt'), 'window-ratio': 0.25 },
+  lukv: { path: join(TRAINED, 'lukv', 'curve.npy') },
+  restorekv: { path: join(TRAINED, 'restorekv') },
 };

@@ -32,6 +32,7 @@ import { CONTRACT_OPTIONS as OPTIONS } from '../helpers/press-options.js';
  * these leave the prompt alone, as kvpress's DecodingPress does, so only their decoding must compress.
  */
 const DECODING_ONLY = new Set(['decoding', 'compression-ratio-decoding']);
+DECODING_ONLY.add('cam');
 
 /**
  * Presses whose budget is not per head, as press.ts allows: PyramidKV's layerKeep spreads it over the layers
@@ -45,6 +46,40 @@ SHARED.kvcompose = 'layers';
 // wrappers: CriticalAdaKV selects across the heads of a layer (as AdaKV), per-layer compression shapes the layers.
 SHARED['critical-adakv'] = 'heads';
 SHARED['per-layer-compression'] = 'layers';
+// trained: Fast KVzip selects across all layers and heads (as KVzip); LU-KV's curve sets each layer's and head's count.
+SHARED.fastkvzip = 'layers';
+SHARED.lukv = 'layers';
+// trained: RestoreKV compresses once, after the whole prompt, adding its restore tokens' entries (positions beyond the
+// tokens seen), so neither per chunk nor while decoding: test/presses/trained.test.ts checks its prefill compression.
+const ONCE = new Set(['restorekv']);
+
+/**
+ * Presses that prune key channels instead of entries (Press.keyChannels: ThinK): every head keeps every entry, and
+ * at each compression the budget's fraction of the tokens seen is the fraction of key channels removed,
+ * ⌊headDim·r⌋, from every entry held (channelBreaches checks that instead of the entries' budget).
+ */
+const KEY_CHANNELS = new Set(['think']);
+
+/**
+ * Breaches of a key-channel press's budget: an entry dropped, or (`fresh` entries appended since the last
+ * compression, 0 right after one) entries not pruned or pruned to another number of channels than the budget's.
+ */
+function channelBreaches(cache: KVCache, budget: Budget, fresh: number, when: string): string[] {
+  const seen = cache.seenTokens;
+  const d = lm.config.headDim;
+  const removed = Math.floor(d * ('ratio' in budget ? budget.ratio : 1 - Math.min(budget.tokens, seen) / seen));
+  return cache.layers.flatMap((l, layer) =>
+    l.heads.flatMap((head, h) => {
+      const where = `${when}: layer ${layer} head ${h}`;
+      if (head.length !== seen) return [`${where} holds ${head.length} entries of ${seen}`];
+      if (removed === 0) return [];
+      const pruned = head.pruned ?? 0;
+      if (pruned < head.length - fresh) return [`${where}: ${pruned} of ${head.length} entries have pruned keys`];
+      if (fresh === 0 && head.keyChannels?.length !== d - removed) return [`${where} keeps ${head.keyChannels?.length} key channels, not ${d - removed}`];
+      return [];
+    }),
+  );
+}
 
 /** Entries per head the budget allows after `seen` tokens (what entriesToKeep gives a head that holds them all). */
 function allowed(budget: Budget, seen: number): number {
@@ -107,6 +142,7 @@ function finite(logits: Float32Array, when: string): Float32Array {
 }
 
 for (const entry of PRESSES) {
+  if (ONCE.has(entry.name)) continue;
   for (const budget of entry.sizesItself ? [undefined] : BUDGETS) {
     const label = !budget ? 'its own size' : 'ratio' in budget ? `ratio ${budget.ratio}` : `${budget.tokens} tokens`;
     test(`${entry.name}, ${label}: chunked prefill and decoding keep the contract`, () => {
@@ -123,9 +159,10 @@ for (const entry of PRESSES) {
         afterChunk: (_, end) => {
           const when = `after the chunk ending at ${end}`;
           // The chunk is in: at most the budget of the tokens before it, plus the chunk.
-          if (budget) breaches.push(...overBudget(entry.name, cache, allowed(budget, seen) + (end - seen), `${when}, before compression`));
+          const channels = KEY_CHANNELS.has(entry.name);
+          if (budget && !channels) breaches.push(...overBudget(entry.name, cache, allowed(budget, seen) + (end - seen), `${when}, before compression`));
           checkFreed(cache, session, when, () => session.afterChunk(end, ids.length));
-          if (budget) breaches.push(...overBudget(entry.name, cache, allowed(budget, end), when));
+          if (budget) breaches.push(...(channels ? channelBreaches(cache, budget, 0, when) : overBudget(entry.name, cache, allowed(budget, end), when)));
           checkPositions(cache, when);
           seen = end;
         },
@@ -142,7 +179,8 @@ for (const entry of PRESSES) {
         const when = `decoding step ${s}`;
         logits = finite(lm.model.forward([argmax(logits)], cache, { lastOnly: true, observer: session.observer }).f32, when);
         checkFreed(cache, session, when, () => session.afterDecodeStep());
-        if (budget) breaches.push(...overBudget(entry.name, cache, target + (s % every), when));
+        if (budget && KEY_CHANNELS.has(entry.name)) breaches.push(...channelBreaches(cache, budget, s % every, when));
+        else if (budget) breaches.push(...overBudget(entry.name, cache, target + (s % every), when));
         checkPositions(cache, when);
       }
       assert.equal(cache.seenTokens, ids.length + STEPS, "tokens seen (a re-rotated cache continues at its compressed length)");
@@ -154,5 +192,5 @@ for (const entry of PRESSES) {
 
 test('the options and shared budgets above name registered presses', () => {
   const names = new Set(PRESSES.map((p) => p.name));
-  for (const name of [...Object.keys(OPTIONS), ...Object.keys(SHARED), ...DECODING_ONLY]) assert.ok(names.has(name), name);
+  for (const name of [...Object.keys(OPTIONS), ...Object.keys(SHARED), ...DECODING_ONLY, ...KEY_CHANNELS]) assert.ok(names.has(name), name);
 });

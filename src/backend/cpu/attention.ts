@@ -16,6 +16,11 @@
  * stay dense); a tree mask sets the scores of a row's non-ancestor tree rows to a large negative number before the
  * softmax (exactly 0 after it) or to 0 after the sigmoid; the sigmoid kernel replaces the softmax with σ(s + b) over
  * each row's range and refuses observers, having no probabilities.
+ *
+ * Pruned key channels (ThinK: HeadStore.pruneKeyChannels): a head's entries [0, pruned) store only its kept key
+ * channels. Their scores are the block's queries restricted to those channels (gathered once per block) times the
+ * pruned keys — the product with the zeroed key, without the zeros; the entries after them score with whole rows,
+ * and a block whose columns cross the boundary computes the two products apart and joins their columns.
  */
 import type { AttentionOptions } from '../backend.js';
 import type { LayerCache } from '../../cache/kv-cache.js';
@@ -83,10 +88,20 @@ interface Buffers {
   gk16: U16;
   gv16: U16;
   tree: I32;
+  /** Keys of pruned entries (widened, gathered), the queries' kept channels, the two halves of a crossing block's scores. */
+  pk: F32;
+  gpk: F32;
+  gpk16: U16;
+  qc: F32;
+  s1: F32;
+  s2: F32;
 }
 
 function newBuffers(): Buffers {
-  return { q: f32(), o: f32(), k: f32(), v: f32(), lo: i32(), hi: i32(), pos: i32(), gk: f32(), gv: f32(), gk16: u16(), gv16: u16(), tree: i32() };
+  return {
+    q: f32(), o: f32(), k: f32(), v: f32(), lo: i32(), hi: i32(), pos: i32(), gk: f32(), gv: f32(), gk16: u16(), gv16: u16(), tree: i32(),
+    pk: f32(), gpk: f32(), gpk16: u16(), qc: f32(), s1: f32(), s2: f32(),
+  };
 }
 
 const free: Buffers[] = [];
@@ -183,12 +198,21 @@ function run(
       los[t] = window === null ? 0 : Math.min(hi, countUpTo(entryPositions, positions[t] - window));
       if (hi > maxVisible) maxVisible = hi;
     }
-    // Widened once per head and call, with SIMD (a view, no copy, for f32 storage).
+    // Of the entries read, the first `split` have pruned keys (only the head's kept channels, `m` of them).
+    const pruned = head.pruned;
+    const channels = head.keyChannels;
+    const m = channels?.length ?? 0;
+    const split = pruned === 0 ? 0 : list ? countBelow(list, pruned, maxVisible) : Math.min(pruned, maxVisible);
+    // Widened once per head and call, with SIMD (a view, no copy, for f32 storage): whole keys of entries [split,
+    // maxVisible) of the sequence, pruned keys of entries [0, split).
     const keys = list
-      ? asF32(head.dtype, gatherRows(head.storedKeys(0, head.length), list, d, maxVisible, buf.gk, buf.gk16), buf.k)
-      : asF32(head.dtype, head.storedKeys(0, maxVisible), buf.k);
+      ? asF32(head.dtype, gatherRows(head.storedKeys(pruned, head.length - pruned), list, split, maxVisible, pruned, d, buf.gk, buf.gk16), buf.k)
+      : asF32(head.dtype, head.storedKeys(split, maxVisible - split), buf.k);
+    const prunedKeys = split === 0 ? null : list
+      ? asF32(head.dtype, gatherRows(head.storedKeys(0, pruned), list, 0, split, 0, m, buf.gpk, buf.gpk16), buf.pk)
+      : asF32(head.dtype, head.storedKeys(0, split), buf.pk);
     const values = list
-      ? asF32(head.dtype, gatherRows(head.storedValues(0, head.length), list, d, maxVisible, buf.gv, buf.gv16), buf.v)
+      ? asF32(head.dtype, gatherRows(head.storedValues(0, head.length), list, 0, maxVisible, 0, d, buf.gv, buf.gv16), buf.v)
       : asF32(head.dtype, head.storedValues(0, maxVisible), buf.v);
     // Tree attention: the column of each query row's own entry, so that rows off its ancestry can be masked.
     const treeCols = opts.tree ? ownColumns(entryPositions, positions, buf.tree) : null;
@@ -221,7 +245,26 @@ function run(
         }
       }
       const scores = block.scores;
-      if (w > 0) matmulTransB(qb, keys.subarray(c0 * d, cols * d), scores, n, w, d, { reuseB: false, path });
+      // Columns [c0, c0 + wp) are entries with pruned keys, the rest whole ones.
+      const wp = Math.max(0, Math.min(cols, split) - c0);
+      if (w > 0 && wp === 0) matmulTransB(qb, keys.subarray((c0 - split) * d, (cols - split) * d), scores, n, w, d, { reuseB: false, path });
+      else if (w > 0) {
+        const qc = keptChannels(qb, n, d, channels!, buf.qc);
+        const pk = prunedKeys!.subarray(c0 * m, (c0 + wp) * m);
+        if (wp === w) scoreRows(qc, pk, scores, n, w, m, path);
+        else {
+          // The block crosses from pruned to whole keys: both products, their columns joined row by row.
+          const wf = w - wp;
+          const s1 = buf.s1.get(n * wp);
+          const s2 = buf.s2.get(n * wf);
+          scoreRows(qc, pk, s1, n, wp, m, path);
+          matmulTransB(qb, keys.subarray(0, wf * d), s2, n, wf, d, { reuseB: false, path });
+          for (let r = 0; r < n; r++) {
+            scores.set(s1.subarray(r * wp, (r + 1) * wp), r * w);
+            scores.set(s2.subarray(r * wf, (r + 1) * wf), r * w + wp);
+          }
+        }
+      }
       if (kernel.name === 'softmax') {
         if (treeCols) maskTree(scores, w, c0, t0, t1, count, los, his, treeCols, opts.tree!.parents, MASKED);
         block.run();
@@ -290,11 +333,39 @@ function gatherPositions(all: Int32Array, list: Int32Array, scratch: I32): Int32
   return out;
 }
 
-/** Rows `list[0…count)` of stored [entries × d] data, gathered into scratch of the same storage type. */
-function gatherRows(stored: Float32Array | Uint16Array, list: Int32Array, d: number, count: number, floats: F32, words: U16): Float32Array | Uint16Array {
-  const out = stored instanceof Float32Array ? floats.get(count * d) : words.get(count * d);
-  for (let i = 0; i < count; i++) out.set(stored.subarray(list[i] * d, (list[i] + 1) * d), i * d);
+/**
+ * Rows `list[from…to)` of stored [entries × width] data whose first row is entry `base`, gathered into scratch of
+ * the same storage type.
+ */
+function gatherRows(
+  stored: Float32Array | Uint16Array, list: Int32Array, from: number, to: number, base: number, width: number, floats: F32, words: U16,
+): Float32Array | Uint16Array {
+  const count = to - from;
+  const out = stored instanceof Float32Array ? floats.get(count * width) : words.get(count * width);
+  for (let i = 0; i < count; i++) {
+    const row = list[from + i] - base;
+    out.set(stored.subarray(row * width, (row + 1) * width), i * width);
+  }
   return out;
+}
+
+/** How many of the first `count` entries of ascending `list` are below `limit`. */
+function countBelow(list: Int32Array, limit: number, count: number): number {
+  return countUpTo(list, limit - 1, count);
+}
+
+/** The `channels` columns of each of the n rows of width d of `rows` (the block's queries), [n × channels.length]. */
+function keptChannels(rows: Float32Array, n: number, d: number, channels: Int32Array, scratch: F32): Float32Array {
+  const m = channels.length;
+  const out = scratch.get(n * m);
+  for (let r = 0; r < n; r++) for (let j = 0; j < m; j++) out[r * m + j] = rows[r * d + channels[j]];
+  return out;
+}
+
+/** out = a · bᵀ, [n × w] over k channels (all zeros when every key channel was pruned). */
+function scoreRows(a: Float32Array, b: Float32Array, out: Float32Array, n: number, w: number, k: number, path: MatmulPath | undefined): void {
+  if (k === 0) out.fill(0, 0, n * w);
+  else matmulTransB(a, b, out, n, w, k, { reuseB: false, path });
 }
 
 /** Per query row, the column of its own entry among `entryPositions`, or −1 when the head does not read it. */
