@@ -5,17 +5,17 @@
  * entries that follow it, with a probability set by its accumulated attention, before the entry is removed.
  *
  * Rule (kvpress's, step for step):
- * - Every decoding step each layer adds, to each entry of each KV head, the attention the new token pays it
- *   (averaged over the query heads of the group): A, the running attention sum, kept from the first decoding step on
- *   (the prompt's own attention is not in it) and pruned with the entries.
- * - A layer is compressed when at least `compression-interval` tokens came since its last compression and it holds
+ * - Every forward after the prompt's (a decoding step) each layer adds, to each entry of each KV head, the attention
+ *   the forward's last token pays it (averaged over the query heads of the group): A, the running attention sum,
+ *   kept from the first decoding step on (the prompt's own attention is not in it) and pruned with the entries.
+ * - A layer is compressed when at least `compression-interval` steps came since its last compression and it holds
  *   more than `target-size` entries (the count is not restarted while the layer is within the target, so a layer
- *   that passes the target later is compressed at once), or at every step when `target-size` is 1 (kvpress: a
- *   forward of at least target_size tokens).
+ *   that passes the target later is compressed at once), or when a step since then ran at least `target-size`
+ *   tokens (so at every step when `target-size` is 1).
  * - The scorer (kvpress's base_press) scores every entry as DecodingPress's does (kvpress's ratio search for the
  *   target, the queries buffered since the last compression turned with the current RoPE: decoding.ts); its scores
  *   are averaged over the KV heads, and every head keeps the same `target-size` entries, the highest means.
- * - Among the evicted entries, the k with the highest mean scores merge (ties: the later entry first), k the tokens
+ * - Among the evicted entries, the k with the highest mean scores merge (ties: the later entry first), k the steps
  *   since the last compression. Each merges into the `merge-budget` kept entries that follow it (fewer near the end:
  *   b of them, b may be 0), with probability p = clamp(A_e / mean(A over those b), 0, 1) per head (0/0 → 0, x/0 → 1),
  *   drawn per head and evicted entry (kvpress's torch.bernoulli): if it merges, v_e / b is added to each of the b
@@ -35,9 +35,13 @@
  *
  * Differences (Attend's structure):
  * - The compression schedule is the press's own (the registry runs it with decode { every: 1 }; the runner offers
- *   each step and the press decides). Tokens since the last compression are counted as entries appended since then
- *   (kvpress counts forwards; one token per decoding step, the same): a question added in one forward after a
- *   query-agnostic prefill counts its tokens and adds every one's attention (kvpress: one step, the last token's).
+ *   each decoding step and the press decides). Steps are counted as kvpress's are, one per forward after the
+ *   prompt's, so a question added in one forward after a query-agnostic prefill (kvpress's pipeline does the same)
+ *   is one step, with its last token's attention. kvpress can compress within that forward (its hook runs on every
+ *   forward); the runner compresses after decoding steps only, so such a compression comes with the next token.
+ * - The scorer's buffered queries are DecodingPress's, with its differences (decoding.ts: at most
+ *   hidden-states-buffer-size + 1 queries rather than forwards). A prefill compressed per chunk offers every chunk to
+ *   the press: nothing is compressed, and the sums and the count start again after each, so decoding starts clean.
  * - kvpress takes the evicted set and the kept set from two separate top-k calls; here the evicted entries are the
  *   ones not kept (Attend's top-k, ties to the earlier entry), so they differ only where mean scores tie at the cut.
  * - A scorer that selects its own entries, sets its own size or changes the cache is refused (kvpress asserts a
@@ -209,6 +213,11 @@ export class CamPress implements Press {
   private recordFrom = Infinity;
   /** Query heads per KV head (from the views; known before any decoding row is recorded). */
   private group = 1;
+  /** Per layer: decoding steps (forwards) since its last compression, the most tokens one of them ran. */
+  private readonly steps: number[] = [];
+  private readonly widest: number[] = [];
+  /** Per layer, the position of the current forward's last token when it is a decoding step (else −1). */
+  private readonly lastRow: number[] = [];
   private plan?: Plan;
 
   constructor(
@@ -229,7 +238,22 @@ export class CamPress implements Press {
     return new CamObserver(this, cache, this.scorer.observer ? this.scorer.observer(cache, next) : next);
   }
 
-  /** Adds the attention of a block's decoding rows to the running sums (mean over the query heads of the group). */
+  /** A forward of `positions` reached `layer`: a decoding step when it comes after the prompt. */
+  forward(layer: number, positions: Int32Array): void {
+    const last = positions.length > 0 ? positions[positions.length - 1] : -1;
+    if (last < this.recordFrom) {
+      this.lastRow[layer] = -1;
+      return;
+    }
+    this.lastRow[layer] = last;
+    this.steps[layer] = (this.steps[layer] ?? 0) + 1;
+    this.widest[layer] = Math.max(this.widest[layer] ?? 0, positions.length);
+  }
+
+  /**
+   * Adds the attention a decoding step's last token pays each entry to the running sums (mean over the query heads
+   * of the group).
+   */
   record(block: AttentionBlock, cache: KVCache): void {
     const { probs, cols, groupSize, queryPositions } = block;
     const c = cache.layers[block.layer];
@@ -239,7 +263,7 @@ export class CamPress implements Press {
     const group = this.group;
     const n = Math.min(cols, head.length);
     for (let t = 0; t < queryPositions.length; t++) {
-      if (queryPositions[t] < this.recordFrom) continue;
+      if (queryPositions[t] !== this.lastRow[block.layer]) continue;
       for (let i = 0; i < n; i++) {
         let s = 0;
         for (let j = 0; j < groupSize; j++) s = f(s + probs[(t * groupSize + j) * cols + i]);
@@ -260,11 +284,13 @@ export class CamPress implements Press {
     if (!view.decoding) {
       // The prefill: nothing is compressed; the running sums and the count start with the first decoding step.
       this.recordFrom = view.seen;
+      this.restart(view.layer);
       for (const head of heads) {
         head.stat(DECODING_OLD).fill(1);
         head.stat(CAM_ATTENTION).fill(0);
       }
     } else if (plan.due) {
+      this.restart(view.layer);
       for (const head of heads) head.stat(DECODING_OLD).fill(1);
     }
     const all = () => heads.map((h) => Int32Array.from({ length: h.length }, (_, i) => i));
@@ -292,6 +318,12 @@ export class CamPress implements Press {
     });
   }
 
+  /** The layer's count starts again (kvpress clears it, and the buffer, at each compression and at the prefill). */
+  private restart(layer: number): void {
+    this.steps[layer] = 0;
+    this.widest[layer] = 0;
+  }
+
   /** Whether the layer is compressed now, and if so what it keeps and which evicted entries merge. */
   private planFor(view: LayerView): Plan {
     if (this.plan?.view === view) return this.plan;
@@ -299,18 +331,10 @@ export class CamPress implements Press {
     const plan: Plan = { view, due: false };
     this.plan = plan;
     if (!view.decoding) return plan;
-    const heads = view.cache.heads;
     const { interval, targetSize } = this.options;
-    // Tokens since the last compression: the entries appended since then (none marked old).
-    let fresh = 0;
-    for (const head of heads) {
-      const old = head.stat(DECODING_OLD);
-      let i = head.length;
-      while (i > 0 && old[i - 1] === 0) i--;
-      fresh = Math.max(fresh, head.length - i);
-    }
+    const steps = this.steps[view.layer] ?? 0;
     const length = view.cache.maxLength();
-    plan.due = (fresh >= interval && length > targetSize) || (targetSize === 1 && fresh >= 1);
+    plan.due = (steps >= interval && length > targetSize) || (this.widest[view.layer] ?? 0) >= targetSize;
     if (!plan.due || length <= targetSize) return plan;
     const scores = this.decoding.score(view);
     // kvpress: scores.mean(dim=1), in f32, heads summed in order.
@@ -322,16 +346,15 @@ export class CamPress implements Press {
     }
     plan.mean = mean;
     plan.kept = topK(mean, targetSize);
-    plan.merges = mergeCandidates(mean, plan.kept, fresh);
+    plan.merges = mergeCandidates(mean, plan.kept, steps);
     return plan;
   }
 }
 
-/** Forwards to `next` and adds each decoding row's attention to the running sums. */
+/** Forwards to `next`, counts the decoding steps and adds their last token's attention to the running sums. */
 class CamObserver implements AttentionObserver {
   readonly accumulate?: { sum: string; count: string };
   readonly tokens?: AttentionObserver['tokens'];
-  readonly queries?: AttentionObserver['queries'];
 
   constructor(
     private readonly press: CamPress,
@@ -340,7 +363,11 @@ class CamObserver implements AttentionObserver {
   ) {
     this.accumulate = next.accumulate;
     if (next.tokens) this.tokens = next.tokens.bind(next);
-    if (next.queries) this.queries = next.queries.bind(next);
+  }
+
+  queries(layer: number, q: Float32Array, positions: Int32Array): void {
+    this.next.queries?.(layer, q, positions);
+    this.press.forward(layer, positions);
   }
 
   observe(block: AttentionBlock): void {

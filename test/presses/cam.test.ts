@@ -127,9 +127,9 @@ interface Run {
   scores: Float32Array[][][];
 }
 
-function run(press: Press, steps: number, decode: CompressionPlan['decode']): Run {
+function run(press: Press, steps: number, decode: CompressionPlan['decode'], chunk?: number): Run {
   const cache = newCache(lm.config);
-  const session = new CompressionSession({ press, decode }, lm.model, cache);
+  const session = new CompressionSession({ press, decode, during: chunk ? 'chunks' : 'prefill' }, lm.model, cache);
   const out: Run = { cache, session, steps: [], after: [], scores: [] };
   const score = press.score.bind(press);
   press.score = (view) => {
@@ -148,7 +148,7 @@ function run(press: Press, steps: number, decode: CompressionPlan['decode']): Ru
       queries[layer] = q.slice((pos.length - 1) * numHeads * d);
     },
   };
-  let logits = prefill(lm.model, cache, ids, { observer: tee, afterChunk: (_, end) => session.afterChunk(end, PROMPT) });
+  let logits = prefill(lm.model, cache, ids, { chunkSize: chunk, observer: tee, afterChunk: (_, end) => session.afterChunk(end, PROMPT) });
   for (let s = 0; s < steps; s++) {
     queries = [];
     logits = lm.model.forward([argmax(logits)], cache, { lastOnly: true, observer: tee }).f32;
@@ -323,6 +323,12 @@ test('cam on the model: schedule, kept entries and merged values equal the f64 r
   // Offered only every `interval` steps, the press does the same (the layers always exceed the target then).
   const again = run(createPress('cam', { 'compression-interval': o.interval, 'target-size': o.target, 'merge-budget': o.budget, draws: path }), 12, { every: 3 });
   assert.deepEqual(again.after, r.after);
+  // A prefill compressed per chunk (offered to the press after every chunk of 8) is not compressed either, and the
+  // chunks' attention is not summed (the chunked prefill's keys differ from the whole one's in the last bits).
+  const chunked = run(createPress('cam', { 'compression-interval': o.interval, 'target-size': o.target, 'merge-budget': o.budget, draws: path }), 12, { every: 1 }, 8);
+  const chunkedRef = reference(chunked, o, draws);
+  assert.deepEqual(chunkedRef.compressed, ref.compressed);
+  checkAgainstReference(chunked, chunkedRef, 'chunked prefill');
 });
 
 test('cam on the model: the count goes on while a layer is within the target (kvpress), then it compresses at once', () => {
@@ -344,6 +350,63 @@ test('cam on the model: target-size 1 compresses at every step, whatever the int
   const ref = reference(r, o, draws);
   assert.deepEqual(ref.compressed, [[1, 2, 3, 4], [1, 2, 3, 4]]);
   checkAgainstReference(r, ref, 'target 1');
+});
+
+test("cam on the model: a question run in one forward is one step, with its last token's attention (kvpress's pipeline)", () => {
+  const o = { 'compression-interval': 3, 'target-size': 24, 'merge-budget': 4, seed: 1 };
+  const setup = (options: Record<string, number>) => {
+    const cache = newCache(lm.config);
+    const session = new CompressionSession({ press: createPress('cam', options), decode: { every: 1 } }, lm.model, cache);
+    const last: Float32Array[] = [];
+    const inner = session.observer;
+    const tee: AttentionObserver = {
+      accumulate: inner.accumulate,
+      observe: inner.observe?.bind(inner),
+      queries(layer, q, pos) {
+        inner.queries?.(layer, q, pos);
+        last[layer] = q.slice((pos.length - 1) * numHeads * d);
+      },
+    };
+    prefill(lm.model, cache, ids.slice(0, 35), { observer: tee, afterChunk: (_, end) => session.afterChunk(end, 35) });
+    // A query-agnostic question: five tokens in one forward, no compression step.
+    let logits = lm.model.forward(ids.slice(35), cache, { lastOnly: true, observer: tee }).f32;
+    const step = () => {
+      logits = lm.model.forward([argmax(logits)], cache, { lastOnly: true, observer: tee }).f32;
+      session.afterDecodeStep();
+      return cache.layers.map((l) => l.heads[0].length);
+    };
+    return { cache, last, step };
+  };
+  const { cache, last, step } = setup(o);
+  // The sums hold the attention of the question's last token only (f64: softmax of q·k/√d, mean over the group).
+  cache.layers.forEach((layer, l) =>
+    layer.heads.forEach((head, g) => {
+      const keys = head.keys(0, head.length);
+      const want = new Float64Array(head.length);
+      for (let j = 0; j < group; j++) {
+        const h = g * group + j;
+        const logit = Array.from({ length: head.length }, (_, i) => {
+          let x = 0;
+          for (let c = 0; c < d; c++) x += last[l][h * d + c] * keys[i * d + c];
+          return x / Math.sqrt(d);
+        });
+        const m = Math.max(...logit);
+        const e = logit.map((x) => Math.exp(x - m));
+        const z = e.reduce((a, b) => a + b);
+        e.forEach((x, i) => (want[i] += x / z / group));
+      }
+      const sums = head.stat(CAM_ATTENTION);
+      want.forEach((x, i) => assert.ok(Math.abs(sums[i] - x) < 1e-5, `layer ${l} head ${g} entry ${i}: ${sums[i]} vs ${x}`));
+    }),
+  );
+  // The question is step 1: decoding step 1 is step 2 (no compression), decoding step 2 is step 3 (compressed).
+  assert.deepEqual(step(), new Array(numLayers).fill(41));
+  assert.deepEqual(step(), new Array(numLayers).fill(24));
+  // A step of at least target-size tokens (the five-token question, target 5) compresses at the next step (kvpress:
+  // within that forward), whatever the interval.
+  const wide = setup({ ...o, 'compression-interval': 100, 'target-size': 5 });
+  assert.deepEqual(wide.step(), new Array(numLayers).fill(5));
+  assert.deepEqual(wide.step(), new Array(numLayers).fill(6), 'then the interval again');
 });
 
 test('cam on the model: only decoding attention is summed, per step the mean over the group', () => {
