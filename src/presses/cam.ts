@@ -47,10 +47,10 @@
  * - A scorer that selects its own entries, sets its own size or changes the cache is refused (kvpress asserts a
  *   ScorerPress or AdaKVPress; AdaKVPress has no score, which CAMPress calls, so it fails there).
  */
-import { readFileSync } from 'node:fs';
 import type { AttentionBlock, AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { AttendError, check } from '../errors.js';
+import { readRecordedDraws } from './recorded-draws.js';
 import { Random } from '../generate/random.js';
 import { DECODING_OLD, DecodingPress } from './decoding.js';
 import { checkScorer } from './key-rerotation.js';
@@ -92,14 +92,7 @@ export class UniformDraws {
   ) {
     this.random = new Random(seed);
     if (path === '') return;
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(path);
-    } catch (e) {
-      throw new AttendError(`${who}: cannot read the draws file ${path} (${(e as Error).message.split('\n')[0]})`);
-    }
-    if (bytes.length % 4 !== 0) throw new AttendError(`${who}: the draws file ${path} is not f32 values (${bytes.length} bytes)`);
-    this.file = Float32Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readFloatLE(4 * i));
+    this.file = readRecordedDraws(path, who, 'draws');
   }
 
   /** The next call's `count` uniforms in [0, 1). */

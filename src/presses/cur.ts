@@ -16,8 +16,8 @@
  * (layer 0 first); each score call takes the next one, and a file that runs out is an error.
  * Entries are indices in the head (kvpress's cache positions), not original positions.
  */
-import { readFileSync } from 'node:fs';
 import { AttendError } from '../errors.js';
+import { readRecordedDraws } from './recorded-draws.js';
 import { Random } from '../generate/random.js';
 import type { LayerView, Press } from './press.js';
 import { checkInt, rowsOf } from './query-statistics.js';
@@ -64,14 +64,7 @@ export class CURPress implements Press {
     }
     this.random = new Random(options.seed);
     if (options.projection) {
-      let bytes: Buffer;
-      try {
-        bytes = readFileSync(options.projection);
-      } catch (e) {
-        throw new AttendError(`cur: cannot read projection file ${options.projection} (${e instanceof Error ? e.message : String(e)})`);
-      }
-      if (bytes.length % 4 !== 0) throw new AttendError(`cur: projection file ${options.projection} is not f32 (${bytes.length} bytes)`);
-      this.recorded = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+      this.recorded = readRecordedDraws(options.projection, 'cur', 'projection');
     }
   }
 

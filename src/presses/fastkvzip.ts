@@ -35,6 +35,7 @@ import { AttendError } from '../errors.js';
 import { PyDict, readTorchFile, TorchTensor } from '../io/torch-file.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { CompressionContext, LayerView, Press } from './press.js';
+import { preparedFor, type PreparedSelection } from './prepared-selection.js';
 import { keepHighest } from './reread.js';
 import { TokenScores } from './token-scores.js';
 import { checkShape, requirePath } from './trained-files.js';
@@ -173,18 +174,12 @@ export function gateScores(gates: FastKVzipGates, layer: number, h: Float32Array
   return out;
 }
 
-interface Prepared {
-  layers: KVCache['layers'];
-  scores: Float32Array[][];
-  kept: Int32Array[][];
-}
-
 export class FastKVzipPress implements Press {
   readonly name = 'fastkvzip';
   readonly needs = {};
   private readonly tokens: TokenScores;
   private readonly weights: { q: Tensor; qb: Tensor; k: Tensor }[];
-  private prepared?: Prepared;
+  private prepared?: PreparedSelection;
 
   constructor(
     readonly gates: FastKVzipGates,
@@ -266,10 +261,7 @@ export class FastKVzipPress implements Press {
     return this.preparedFor(view).kept[view.layer];
   }
 
-  private preparedFor(view: LayerView): Prepared {
-    const p = this.prepared;
-    const fresh = p && p.layers[view.layer] === view.cache && p.scores[view.layer].every((s, h) => s.length === view.cache.heads[h].length);
-    if (!fresh) throw new AttendError("fastkvzip selects across all layers in its prepare step: it runs in a CompressionSession, not as another press's scorer");
-    return p!;
+  private preparedFor(view: LayerView): PreparedSelection {
+    return preparedFor(this.prepared, view, "fastkvzip selects across all layers in its prepare step: it runs in a CompressionSession, not as another press's scorer");
   }
 }

@@ -40,6 +40,7 @@ import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { AttendError } from '../errors.js';
 import { type CompressionContext, type LayerView, type Press, topK } from './press.js';
+import { preparedFor, type PreparedSelection } from './prepared-selection.js';
 import { keepHighest, reread, TokenLogs } from './reread.js';
 
 export type Aggregation = 'max' | 'mean';
@@ -170,17 +171,11 @@ export function kvcomposeSelect(
   return { scores, kept: scores.map((heads, l) => heads.map((s, g) => topK(s, counts[l][g]))) };
 }
 
-interface Prepared {
-  layers: KVCache['layers'];
-  scores: Float32Array[][];
-  kept: Int32Array[][];
-}
-
 export class KVComposePress implements Press {
   readonly name = 'kvcompose';
   readonly needs = {};
   private readonly logs = new TokenLogs();
-  private prepared?: Prepared;
+  private prepared?: PreparedSelection;
 
   constructor(readonly options: KVComposeOptions = KVCOMPOSE_DEFAULTS) {
     for (const key of ['aggTask', 'aggGroup', 'aggHead'] as const) {
@@ -271,10 +266,7 @@ export class KVComposePress implements Press {
     return this.preparedFor(view).kept[view.layer];
   }
 
-  private preparedFor(view: LayerView): Prepared {
-    const p = this.prepared;
-    const fresh = p && p.layers[view.layer] === view.cache && p.scores[view.layer].every((s, h) => s.length === view.cache.heads[h].length);
-    if (!fresh) throw new AttendError('kvcompose scores by running the context again: it runs in a CompressionSession (its prepare step), not as another press\'s scorer');
-    return p!;
+  private preparedFor(view: LayerView): PreparedSelection {
+    return preparedFor(this.prepared, view, 'kvcompose scores by running the context again: it runs in a CompressionSession (its prepare step), not as another press\'s scorer');
   }
 }

@@ -43,6 +43,7 @@ import { AttendError, check } from '../errors.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { CompressionContext, LayerView, Press } from './press.js';
+import { preparedFor, type PreparedSelection } from './prepared-selection.js';
 import { keepHighest, reread, TokenLogs } from './reread.js';
 
 export interface KVzipOptions {
@@ -115,18 +116,11 @@ export function kvzipChunks(tokens: ArrayLike<number>, prompt: KVzipPrompt, chun
   return out;
 }
 
-/** The selection one compression prepared, read back layer by layer by score and select. */
-interface Prepared {
-  layers: KVCache['layers'];
-  scores: Float32Array[][];
-  kept: Int32Array[][];
-}
-
 export class KVzipPress implements Press {
   readonly name = 'kvzip';
   readonly needs = {};
   private readonly logs = new TokenLogs();
-  private prepared?: Prepared;
+  private prepared?: PreparedSelection;
 
   constructor(readonly options: KVzipOptions = KVZIP_DEFAULTS) {
     const { sinks, chunk, postfix } = options;
@@ -261,11 +255,8 @@ export class KVzipPress implements Press {
     return this.preparedFor(view).kept[view.layer];
   }
 
-  private preparedFor(view: LayerView): Prepared {
-    const p = this.prepared;
-    const fresh = p && p.layers[view.layer] === view.cache && p.scores[view.layer].every((s, h) => s.length === view.cache.heads[h].length);
-    if (!fresh) throw new AttendError('kvzip scores by re-reading the context: it runs in a CompressionSession (its prepare step), not as another press\'s scorer');
-    return p!;
+  private preparedFor(view: LayerView): PreparedSelection {
+    return preparedFor(this.prepared, view, 'kvzip scores by re-reading the context: it runs in a CompressionSession (its prepare step), not as another press\'s scorer');
   }
 }
 

@@ -25,8 +25,8 @@
  * held are scored among themselves (centred over them). With fewer than two scores torch's std is NaN; here every
  * score is then 0.
  */
-import { readFileSync } from 'node:fs';
 import { AttendError } from '../errors.js';
+import { readRecordedDraws } from './recorded-draws.js';
 import { Random } from '../generate/random.js';
 import { choleskySolve, choleskyWithJitter, zScoreAll } from './linalg.js';
 import type { LayerView, Press } from './press.js';
@@ -61,14 +61,7 @@ export class GaussianSketch {
   ) {
     this.random = new Random(seed);
     if (path === '') return;
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(path);
-    } catch (e) {
-      throw new AttendError(`${who}: cannot read the sketch file ${path} (${(e as Error).message.split('\n')[0]})`);
-    }
-    if (bytes.length % 4 !== 0) throw new AttendError(`${who}: the sketch file ${path} is not f32 values (${bytes.length} bytes)`);
-    this.file = Float32Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readFloatLE(4 * i));
+    this.file = readRecordedDraws(path, who, 'sketch');
   }
 
   /** The next call's `count` draws (f32 values). */

@@ -46,6 +46,7 @@ import { asF32, WeightReader } from '../models/weights.js';
 import { Tensor } from '../tensor/tensor.js';
 import { KVZIP_DEFAULTS, type KVzipOptions, KVzipPress } from './kvzip.js';
 import type { CompressionContext, LayerView, Press } from './press.js';
+import { preparedFor, type PreparedSelection } from './prepared-selection.js';
 import { readJsonObject, readTensors, requirePath, type Stored, tensorOf } from './trained-files.js';
 
 /** One LoRA pair for a base weight: ΔW = scaling · B · A. */
@@ -210,12 +211,6 @@ export interface RestoreKVOptions extends KVzipOptions {
 
 export const RESTOREKV_DEFAULTS: RestoreKVOptions = { ...KVZIP_DEFAULTS, base: '' };
 
-interface Prepared {
-  layers: KVCache['layers'];
-  scores: Float32Array[][];
-  kept: Int32Array[][];
-}
-
 export class RestoreKVPress implements Press {
   readonly name = 'restorekv';
   readonly needs = {};
@@ -223,7 +218,7 @@ export class RestoreKVPress implements Press {
   private adapted?: { model: CausalLM; adapted: CausalLM };
   /** Caches whose restore pass ran. */
   private readonly restored = new WeakSet<KVCache>();
-  private prepared?: Prepared;
+  private prepared?: PreparedSelection;
 
   constructor(
     readonly adapter: RestoreAdapter,
@@ -297,10 +292,7 @@ export class RestoreKVPress implements Press {
     return this.preparedFor(view).kept[view.layer];
   }
 
-  private preparedFor(view: LayerView): Prepared {
-    const p = this.prepared;
-    const fresh = p && p.layers[view.layer] === view.cache && p.scores[view.layer].every((s, h) => s.length === view.cache.heads[h].length);
-    if (!fresh) throw new AttendError("restorekv scores by re-reading the context and adds its restore tokens in its prepare step: it runs in a CompressionSession, not as another press's scorer");
-    return p!;
+  private preparedFor(view: LayerView): PreparedSelection {
+    return preparedFor(this.prepared, view, "restorekv scores by re-reading the context and adds its restore tokens in its prepare step: it runs in a CompressionSession, not as another press's scorer");
   }
 }
