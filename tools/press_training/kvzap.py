@@ -6,7 +6,9 @@ and every attention layer's KVzip+ score of each prompt token is taken: the atte
 divided by the repeated row's ‖h‖ (the attention input), times ‖W_o v‖ of the query head, the maximum over the
 repeated tokens and the query heads of its KV group, then log. --n-tokens 500 random prompt tokens per text give pairs
 (X = the token's hidden state at every layer, y = its log score per KV head). Test set: 5 texts (kvpress: 5 per
-Nemotron subset). Two models, each kvpress's KVzapModel saved with save_pretrained into OUT/mlp and OUT/linear:
+Nemotron subset). Two models, each kvpress's KVzapModel in save_pretrained's layout (config.json + model.safetensors,
+written and read back by hand with the oracle's save_kvzap / load_kvzap: transformers 5.17 cannot build kvpress's
+KVzapConfig without arguments, which its save_pretrained and from_pretrained do) into OUT/mlp and OUT/linear:
 - mlp: a 2-layer MLP per layer (hidden_dim 512, GELU), all layers at once, MSE, AdamW lr 5e-3, 15 epochs, batches of
   512, cosine annealing over the epochs, gradient norm clipped at 1, 5% held out for validation (kvpress trains it
   with skorch's NeuralNetRegressor; the GPU machine has no skorch, so the same loop is written here in torch);
@@ -23,8 +25,11 @@ Data: kvpress's nvidia/Nemotron-Pretraining-Dataset-sample is stood in by --text
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "fixtures", "press_cases"))
 import common  # noqa: E402
+from trained import load_kvzap, save_kvzap  # noqa: E402
 
 
 def repeat_prompt(tok, prompt):
@@ -140,11 +145,11 @@ def main():
     for module, name in [(mlp, "mlp"), (linear, "linear")]:
         pred = module(X_test.to(device))
         folder = os.path.join(a.out, name)
-        module.save_pretrained(folder)
+        save_kvzap(module, folder)
         np.save(os.path.join(folder, "true.npy"), y_test.float().numpy())
         np.save(os.path.join(folder, "pred.npy"), pred.cpu().float().numpy())
         mse = ((pred.cpu().float() - y_test.float()) ** 2).mean().item()
-        KVzapModel.from_pretrained(folder)  # kvpress's own loader reads it back
+        load_kvzap(folder)  # read back into kvpress's classes, strictly
         print(f"wrote {folder}: test MSE {mse:.4f}")
 
 

@@ -4,7 +4,8 @@
 #   bash tools/train/run_gpu.sh start [train.py args]   launch the full run in the background (setsid)
 #   bash tools/train/run_gpu.sh wait MINUTES            print the log until the run is done or MINUTES pass
 #   bash tools/train/run_gpu.sh post [MINUTES]          wait for the run, then remake the test references of the
-#                                                       new export (bundled logits; press oracle if .oracle/ is there)
+#                                                       new export (bundled logits; press oracle if .oracle/ is there;
+#                                                       trained press parts with PARTS_TEXT=FILE)
 #   bash tools/train/run_gpu.sh collect [FIRST_PART]    copy results (<= 4 parts of 15 MiB + logs) to $OUT
 #   bash tools/train/run_gpu.sh status
 #   bash tools/train/run_gpu.sh smoke                   short end-to-end test (~3 min), results to $OUT
@@ -97,6 +98,14 @@ case "$mode" in
       python3 tools/fixtures/make_press_oracle.py --kvpress .oracle/kvpress --kvpress-commit "${KVPRESS_COMMIT:-8bb29b9}" \
         --h2o .oracle/modify_llama.py --h2o-commit "${H2O_COMMIT:-ac75c2a}" \
         --model "$E/models/attend-mini" --out "$E/test/fixtures/press-oracle/attend-mini" || exit 1
+      rm -f "$RUN_DIR/MANIFEST.txt"
+    fi
+    # PARTS_TEXT=FILE: also the trained press parts of the new export (tools/press_training/run_all.sh)
+    if [ -n "${PARTS_TEXT:-}" ] && [ -d .oracle/kvpress ] && [ ! -d "$E/models/press-parts/attend-mini" ]; then
+      bash tools/press_training/run_all.sh "$E/models/attend-mini" "$PARTS_TEXT" "$RUN_DIR/parts-work"
+      mkdir -p "$E/models/press-parts/attend-mini" "$E/tools/press_training/logs"
+      for d in "$RUN_DIR"/parts-work/*/; do cp -r "$d" "$E/models/press-parts/attend-mini/"; done
+      cp "$RUN_DIR"/parts-work/*.log "$E/tools/press_training/logs/"
       rm -f "$RUN_DIR/MANIFEST.txt"
     fi
     [ -f "$RUN_DIR/MANIFEST.txt" ] || pack
