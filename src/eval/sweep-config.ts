@@ -91,8 +91,9 @@ const RULER_RATIOS = [0.25, 0.5, 0.75];
  *   layers' median key norms run from 3 to 48, so it evicts from a few layers' entries to all of them);
  * - simlayerkv: lazy threshold 0.8 (the default 1 never makes a layer lazy; at 4K, with 1024 recent tokens, the
  *   layers' lazy scores were 0.24, 0.65, 1.0, 0.83, 0.76, 0.78, 0.71, 0.81: three lazy layers);
- * - qfilter: attend-mini's Q-filters as shipped (models/press-parts/attend-mini/qfilter, relative to the repository
- *   root, where the bench runs, as the shipped cells name the bundled model).
+ * - qfilter, kvzap, fastkvzip, lukv: attend-mini's trained parts as shipped (models/press-parts/attend-mini/, made by
+ *   tools/press_training/ on the GPU machine; relative to the repository root, where the bench runs, as the shipped
+ *   cells name the bundled model): kvzap with its MLP model, kvpress's default model_type.
  * RULER_LEFT_OUT names the registered presses left out, and why; a test checks that every press is in one or the other.
  */
 export const RULER_PRESSES: { press: string; options?: Record<string, number | string> }[] = [
@@ -135,6 +136,9 @@ export const RULER_PRESSES: { press: string; options?: Record<string, number | s
   { press: 'kvcompose' },
   { press: 'think' },
   { press: 'qfilter', options: { path: 'models/press-parts/attend-mini/qfilter' } },
+  { press: 'kvzap', options: { path: 'models/press-parts/attend-mini/kvzap/mlp' } },
+  { press: 'fastkvzip', options: { path: 'models/press-parts/attend-mini/fastkvzip/q4_dim16_sink16.pt' } },
+  { press: 'lukv', options: { path: 'models/press-parts/attend-mini/lukv/ea_0.02_sink4_win1_avg_ratio.npy' } },
 ];
 
 /**
@@ -143,10 +147,7 @@ export const RULER_PRESSES: { press: string; options?: Record<string, number | s
  */
 export const RULER_LEFT_OUT: Record<string, string> = {
   'expected-attention-stats': "needs the model's query statistics (stats=PATH, made by tools/press_stats/); expected-attention, in the preset, takes them from the prompt",
-  kvzap: 'needs a trained KVzap scorer for the model (path=PATH); the repository ships none for attend-mini',
-  fastkvzip: 'needs trained Fast KVzip gates for the model (path=PATH); the repository ships none for attend-mini',
-  lukv: "needs LU-KV's budget curve for the model (path=PATH); the repository ships none for attend-mini",
-  restorekv: "needs RestoreKV's trained adapter for the model (path=PATH); the repository ships none for attend-mini",
+  restorekv: "needs RestoreKV's trained adapter for the model (path=PATH), which cannot be made here: no published training recipe (tools/press_training/restorekv.py says why)",
 };
 
 export const PRESETS: Record<string, SweepConfig> = {

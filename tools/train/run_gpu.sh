@@ -98,6 +98,8 @@ case "$mode" in
       python3 tools/fixtures/make_press_oracle.py --kvpress .oracle/kvpress --kvpress-commit "${KVPRESS_COMMIT:-8bb29b9}" \
         --h2o .oracle/modify_llama.py --h2o-commit "${H2O_COMMIT:-ac75c2a}" \
         --model "$E/models/attend-mini" --out "$E/test/fixtures/press-oracle/attend-mini" || exit 1
+      # the RestoreKV case's adapter names its base model by the path it was run with: the repository's, in the tree
+      sed -i "s|\"$E/models/attend-mini\"|\"models/attend-mini\"|" "$E/test/fixtures/press-oracle/attend-mini/trained/restorekv/adapter_config.json"
       rm -f "$RUN_DIR/MANIFEST.txt"
     fi
     # PARTS_TEXT=FILE: also the trained press parts of the new export (tools/press_training/run_all.sh)
