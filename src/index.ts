@@ -48,6 +48,11 @@ export { DEFAULT_DRAFT_TOKENS, SpeculativeDecoder, type DraftOptions, type Specu
 // Decode-time sparse attention: selectors by name, and the session that applies one to a sequence.
 export { SELECTORS, createSelector, SelectionSession, type Selector, type SelectorView, type SelectionStats } from './selectors/registry.js';
 export { QuestSelector, type QuestOptions } from './selectors/quest.js';
+export { TidalDecodeSelector, type TidalDecodeOptions } from './selectors/tidal-decode.js';
+export { RecycledAttentionSelector, type RecycledAttentionOptions } from './selectors/recycled-attention.js';
+
+// Prompt compression before the target's prefill: SpecPC (the draft model's attention picks the prompt tokens kept).
+export { compressPrompt, type CompressPromptOptions, type SpecPCOptions } from './prompt/specpc.js';
 
 // KV-cache compression: the presses by name (what `attend presses` lists), a plan (press + budget + when), and the
 // session that applies a plan to one cache; generate() runs a plan given as `compression`.

@@ -1,8 +1,9 @@
 /**
  * `attend generate`: streams a continuation (or a chat reply) to stdout as tokens arrive; with --draft DIR, by
- * speculative decoding with that draft model (src/generate/speculative.ts).
+ * speculative decoding with that draft model (src/generate/speculative.ts); with --spec-pc RATIO, the prompt first
+ * compressed by SpecPC with a draft model (src/prompt/specpc.ts).
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { AttendError } from '../errors.js';
 import { generateStream, type GenerateOptions } from '../generate/generate.js';
@@ -12,7 +13,10 @@ import { GENERATION_CONFIG_FILE } from '../io/generation-config.js';
 import { readModelConfig } from '../models/families.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
 import { contextLength } from '../models/model.js';
+import { checkDraftTokenizer } from '../prompt/lookahead.js';
+import { compressPrompt } from '../prompt/specpc.js';
 import {
+  BUNDLED_MODEL,
   checkPromptFlags,
   collectStops,
   defaultModel,
@@ -20,6 +24,7 @@ import {
   parseCount,
   parseCountFrom,
   parseNumber,
+  PACKAGE_ROOT,
   PROMPT_BYTES_PER_TOKEN,
   promptByteLimit,
   readInput,
@@ -45,6 +50,8 @@ interface Flags extends PressFlags, ModelFlags, SelectorFlags {
   stats?: boolean;
   draft?: string;
   draftTokens?: number;
+  specPc?: number;
+  specPcDraft?: string;
 }
 
 export function registerGenerate(program: Command): void {
@@ -67,7 +74,9 @@ export function registerGenerate(program: Command): void {
     .option('--prefill-chunk <n>', 'prompt tokens per prefill step', parseCount('--prefill-chunk'))
     .option('--stats', 'print timing to stderr at the end')
     .option('--draft <dir>', 'speculative decoding with this draft model (same tokenizer; e.g. models/attend-mini-draft); same output, fewer target forwards')
-    .option('--draft-tokens <k>', `tokens the draft proposes per target forward (default ${DEFAULT_DRAFT_TOKENS}; needs --draft)`, parseCountFrom('--draft-tokens', 1));
+    .option('--draft-tokens <k>', `tokens the draft proposes per target forward (default ${DEFAULT_DRAFT_TOKENS}; needs --draft)`, parseCountFrom('--draft-tokens', 1))
+    .option('--spec-pc <ratio>', 'SpecPC: drop this fraction of the prompt before the prefill, the tokens a draft model attends to least', parseNumber('--spec-pc'))
+    .option('--spec-pc-draft <dir>', "--spec-pc's draft model (the target's tokenizer; default: models/attend-mini-draft with the bundled model)");
   addPressFlags(addSelectorFlags(addModelFlags(command))).action(async (flags: Flags) => {
       checkPromptFlags(flags);
       const compression = planFrom(flags);
@@ -75,6 +84,7 @@ export function registerGenerate(program: Command): void {
       const selector = selectorFrom(flags);
       const dir = flags.model ?? defaultModel();
       if (flags.draftTokens !== undefined && flags.draft === undefined) throw new AttendError('--draft-tokens needs --draft DIR');
+      const specPcDraft = specPcDraftDir(dir, flags);
       if (flags.draft !== undefined) {
         checkDraftCompression(compression);
         draftConfig(flags.draft);
@@ -83,7 +93,8 @@ export function registerGenerate(program: Command): void {
       const text = promptText(contextLength(readModelConfig(dir)), flags);
       const lm = loadWithFlags(dir, flags);
       const draft = flags.draft !== undefined ? loadDraft(lm, flags.draft) : undefined;
-      const ids = encodePrompt(lm.tokenizer, text, flags);
+      const encoded = encodePrompt(lm.tokenizer, text, flags);
+      const ids = specPcDraft !== undefined ? compressPrompt(encoded, loadDraft(lm, specPcDraft, '--spec-pc-draft'), { budget: { ratio: flags.specPc! } }) : encoded;
       const stream = generateStream(lm, ids, {
         ...samplingFrom(lm, dir, flags),
         compression,
@@ -125,16 +136,29 @@ function draftConfig(dir: string): void {
   }
 }
 
-function loadDraft(target: LoadedModel, dir: string): LoadedModel {
+function loadDraft(target: LoadedModel, dir: string, flag = '--draft'): LoadedModel {
   let draft: LoadedModel;
   try {
     draft = loadModel(dir);
   } catch (e) {
-    if (e instanceof AttendError) throw new AttendError(`--draft: ${e.message}`);
+    if (e instanceof AttendError) throw new AttendError(`${flag}: ${e.message}`);
     throw e;
   }
-  checkDraftCompatible(target, draft);
+  if (flag === '--draft') checkDraftCompatible(target, draft);
+  else checkDraftTokenizer(target.model, draft, flag);
   return draft;
+}
+
+/** --spec-pc's draft directory (the flag's, or the bundled draft with the bundled model); undefined without --spec-pc. */
+function specPcDraftDir(dir: string, flags: Flags): string | undefined {
+  if (flags.specPc === undefined) {
+    if (flags.specPcDraft !== undefined) throw new AttendError('--spec-pc-draft needs --spec-pc RATIO');
+    return undefined;
+  }
+  if (!(flags.specPc > 0 && flags.specPc < 1)) throw new AttendError(`--spec-pc must be in (0, 1), the fraction of the prompt dropped; got ${flags.specPc}`);
+  if (flags.specPcDraft !== undefined) return flags.specPcDraft;
+  if (resolve(dir) === resolve(BUNDLED_MODEL)) return join(PACKAGE_ROOT, 'models', 'attend-mini-draft');
+  throw new AttendError("--spec-pc needs --spec-pc-draft DIR: a draft model with the target's tokenizer");
 }
 
 /**

@@ -147,6 +147,7 @@ export const RULER_PRESSES: { press: string; options?: Record<string, number | s
  */
 export const RULER_LEFT_OUT: Record<string, string> = {
   'expected-attention-stats': "needs the model's query statistics (stats=PATH, made by tools/press_stats/); expected-attention, in the preset, takes them from the prompt",
+  speckv: 'needs a draft model (draft=DIR): run it from a config with {"press": "speckv", "options": {"draft": "models/attend-mini-draft"}}; not yet checked under the shared prefill the preset uses',
   restorekv: "needs RestoreKV's trained adapter for the model (path=PATH), which cannot be made here: no published training recipe (tools/press_training/restorekv.py says why)",
 };
 

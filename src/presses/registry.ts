@@ -41,6 +41,7 @@ import { type Aggregation, KVCOMPOSE_DEFAULTS, KVComposePress } from './kvcompos
 import { KVZIP_DEFAULTS, KVzipPress } from './kvzip.js';
 import { SIMLAYERKV_DEFAULTS, SimLayerKVPress } from './simlayerkv.js';
 import { SNAPKV_DEFAULTS, SnapKVPress } from './snapkv.js';
+import { type Reduction, SPECKV_DEFAULTS, SpecKVPress } from './speckv.js';
 import { StreamingLLMPress } from './streaming-llm.js';
 import { TOVAPress } from './tova.js';
 import { FASTKVZIP_DEFAULTS, FastKVzipPress, readFastKVzipGates } from './fastkvzip.js';
@@ -663,6 +664,29 @@ export const PRESSES: PressEntry[] = [
       }),
   },
   // -- end trained
+  // -- draft: speckv (a draft model's lookahead)
+  {
+    name: 'speckv',
+    summary: "a draft model drafts the continuation; the target's attention from those tokens and the prompt's last window, max-pooled, picks entries per head",
+    source: 'Galim et al. 2025 (Draft-based Approximate Inference for LLMs), arXiv 2506.08373; furiosa-ai/draft-based-approx-llm SpecKV',
+    options: {
+      draft: { default: '', description: "the draft model's directory (the target's tokenizer; models/attend-mini-draft for attend-mini)", kind: 'string', required: true },
+      lookahead: { default: SPECKV_DEFAULTS.lookahead, description: 'tokens the draft drafts (the paper: the generation length, --max-tokens)', kind: 'int' },
+      window: { default: SPECKV_DEFAULTS.window, description: 'last prompt tokens (+ 1) whose queries also score and whose entries are kept', kind: 'int' },
+      kernel: { default: SPECKV_DEFAULTS.kernel, description: 'pooling width along the entries (odd)', kind: 'int' },
+      pool: { default: SPECKV_DEFAULTS.pool, description: 'pooling: max or mean', kind: 'string' },
+      reduction: { default: SPECKV_DEFAULTS.reduction, description: "over a group's query heads and the scoring rows: max or mean", kind: 'string' },
+    },
+    create: (o) =>
+      new SpecKVPress(String(o.draft), {
+        lookahead: num(o, 'lookahead'),
+        window: num(o, 'window'),
+        kernel: num(o, 'kernel'),
+        pool: String(o.pool) as 'max' | 'mean',
+        reduction: String(o.reduction) as Reduction,
+      }),
+  },
+  // -- end draft
 ];
 
 export function pressEntry(name: string): PressEntry {

@@ -45,4 +45,7 @@ export const CONTRACT_OPTIONS: Record<string, Record<string, string | number>> =
   fastkvzip: { path: join(TRAINED, 'fastkvzip', 'q2_dim16_sink4.pt'), 'window-ratio': 0.25 },
   lukv: { path: join(TRAINED, 'lukv', 'curve.npy') },
   restorekv: { path: join(TRAINED, 'restorekv') },
+  // draft: SpecKV drafts with another parity checkpoint of the same tokenizer; its window (32 + 1) must be shorter than
+  // the 8 tokens of the first chunk, and a short lookahead keeps the per-compression drafting cheap.
+  speckv: { draft: join(import.meta.dirname, '..', 'fixtures', 'parity', 'llama3-mqa'), window: 2, lookahead: 3 },
 };
