@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { AttendError } from '../errors.js';
 import { registerBench } from './bench.js';
 import { registerGenerate } from './generate.js';
+import { registerHeads } from './heads.js';
 import { registerInfo } from './info.js';
 import { registerLogits } from './logits.js';
 import { registerPresses } from './presses.js';
@@ -40,6 +41,7 @@ registerInfo(program);
 registerPresses(program);
 registerStart(program);
 registerBench(program);
+registerHeads(program);
 for (const command of program.commands) command.exitOverride();
 
 try {

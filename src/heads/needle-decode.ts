@@ -1,0 +1,119 @@
+/**
+ * One needle-in-a-haystack sample decoded as the retrieval-head code decodes it (Wu et al. 2024,
+ * nightdessert/Retrieval_Head, retrieval_head_detection.py and needle_in_haystack_with_mask.py, `decode`): the prompt
+ * but its last token is prefilled; then the last prompt token and each generated token are run one at a time,
+ * greedily (argmax of the logits), for at most 50 steps (`decode_len`), stopping after a token that is a line
+ * break (`'<0x0A>'`). `onStep` sees each step's forward (with the observer given) and the token it generated;
+ * `hooks` act on the decoding steps only, as the official `block_list` reaches decoding and not the prefill.
+ *
+ * The needle span is where the answer's tokens sit in the prompt (`find_needle_idx` of `real_needle`, the answer
+ * part of the needle sentence). Attend looks for the answer's own token sequence; only where the prompt never
+ * holds it exactly (a tokenizer that merges it with its neighbours) does it fall back to the official rule, the
+ * first window of as many tokens holding over 90% of the answer's distinct tokens. (The official rule alone can pick a
+ * window shifted by one: with attend-mini's single-digit tokens " 8985138" holds every digit of 8985138 from the
+ * space on.)
+ *
+ * Choices, written down: generation also stops at EOS (Attend's generation does; the official loop has no EOS
+ * check), and before the model's context is full. Success is Attend's string match of the task (eval/scoring.ts)
+ * above 0.5, where the official code asks ROUGE-1 recall of the answer above 50%: for a single-number answer both
+ * ask that the number be in the output.
+ */
+import type { AttentionObserver } from '../backend/backend.js';
+import type { KVCache } from '../cache/kv-cache.js';
+import { AttendError } from '../errors.js';
+import { score } from '../eval/scoring.js';
+import type { TaskInstance } from '../eval/types.js';
+import { prefill } from '../generate/prefill.js';
+import type { LoadedModel } from '../models/load.js';
+import { contextLength, type ForwardHooks } from '../models/model.js';
+
+/** retrieval_head_detection.py `decode(..., 50)`. */
+export const DECODE_STEPS = 50;
+
+/** The answer's tokens in the prompt: positions [start, end). */
+export interface NeedleSpan {
+  start: number;
+  end: number;
+}
+
+export interface NeedleRun {
+  promptIds: number[];
+  span: NeedleSpan;
+  tokens: number[];
+  prediction: string;
+  /** The task's string match (0…1). */
+  accuracy: number;
+}
+
+export interface NeedleDecodeOptions {
+  observer?: AttentionObserver;
+  /** Once the prompt is prefilled, before the first decoding step. */
+  onStart?: (start: { promptIds: readonly number[]; span: NeedleSpan; cache: KVCache }) => void;
+  /** Before each decoding forward: the position its query sits at. */
+  beforeStep?: (position: number) => void;
+  /** After each decoding forward: the token it generated (greedy). */
+  onStep?: (token: number) => void;
+  /** For the decoding forwards only. */
+  hooks?: (cache: KVCache) => ForwardHooks;
+  maxSteps?: number;
+}
+
+/** First occurrence of `needle` in `ids`, or the official overlap rule's window; null when neither finds it. */
+export function findNeedleSpan(ids: readonly number[], needle: readonly number[]): NeedleSpan | null {
+  const n = needle.length;
+  if (n === 0) return null;
+  outer: for (let i = 0; i + n <= ids.length; i++) {
+    for (let j = 0; j < n; j++) if (ids[i + j] !== needle[j]) continue outer;
+    return { start: i, end: i + n };
+  }
+  // find_needle_idx: set(window) ∩ set(needle) over set(needle) > 0.9, windows of the needle's length from the start.
+  const want = new Set(needle);
+  for (let i = 0; i < ids.length; i++) {
+    const have = new Set(ids.slice(i, i + n));
+    let common = 0;
+    for (const t of want) if (have.has(t)) common++;
+    if (common / want.size > 0.9) return { start: i, end: i + n };
+  }
+  return null;
+}
+
+/** The prompt as the sweep runner feeds it: the context with BOS, then the question without special tokens. */
+export function needlePrompt(lm: LoadedModel, instance: TaskInstance): number[] {
+  return [...lm.tokenizer.encode(instance.context), ...lm.tokenizer.encode(instance.question, { addSpecialTokens: false })];
+}
+
+function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+export function decodeNeedle(lm: LoadedModel, instance: TaskInstance, opts: NeedleDecodeOptions = {}): NeedleRun {
+  const { model, tokenizer } = lm;
+  const promptIds = needlePrompt(lm, instance);
+  const answer = tokenizer.encode(instance.answers[0], { addSpecialTokens: false });
+  const span = findNeedleSpan(promptIds, answer);
+  if (!span) throw new AttendError(`${instance.task} (seed ${instance.seed}, ${instance.contextLength} tokens): the answer's tokens are not in the prompt`);
+  const limit = contextLength(lm.config);
+  if (promptIds.length >= limit) {
+    throw new AttendError(`${instance.task}: a ${promptIds.length}-token prompt leaves no room to decode in the model's ${limit} positions`);
+  }
+  const cache = model.makeCache();
+  if (promptIds.length > 1) prefill(model, cache, promptIds.slice(0, -1));
+  // The model's EOS ids as `attend generate` finds them (generate.ts defaultEos).
+  const eos = new Set(lm.generation.eosTokenIds ?? (lm.config.eosTokenIds.length ? lm.config.eosTokenIds : tokenizer.eosTokenIds));
+  const hooks = opts.hooks?.(cache);
+  opts.onStart?.({ promptIds, span, cache });
+  const tokens: number[] = [];
+  let input = promptIds[promptIds.length - 1];
+  for (let step = 0; step < (opts.maxSteps ?? DECODE_STEPS) && cache.nextPosition < limit; step++) {
+    opts.beforeStep?.(cache.nextPosition);
+    const logits = model.forward([input], cache, { observer: opts.observer, hooks });
+    input = argmax(model.backend.read(logits));
+    tokens.push(input);
+    opts.onStep?.(input);
+    if (eos.has(input) || tokenizer.decode([input]).includes('\n')) break;
+  }
+  const prediction = tokenizer.decode(tokens, { skipSpecialTokens: true }).trim();
+  return { promptIds, span, tokens, prediction, accuracy: score(instance, prediction) };
+}
