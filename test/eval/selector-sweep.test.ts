@@ -30,7 +30,7 @@ test('a selector method expands to one cell per budget, query-agnostic, no compr
     ['quest', { tokens: 48 }, null, false],
   ]);
   validateSweep(config, 8192, 'test config');
-  assert.throws(() => parseSweepConfig({ ...config, methods: [{ selector: 'nope', budgets: [1] }] }, 'c'), /"selector" must be a selector name \(quest\)/);
+  assert.throws(() => parseSweepConfig({ ...config, methods: [{ selector: 'nope', budgets: [1] }] }, 'c'), /"selector" must be a selector name \(quest, [a-z, -]+\), got "nope"/);
   assert.throws(() => parseSweepConfig({ ...config, methods: [{ selector: 'quest', ratios: [0.5], budgets: [8] }] }, 'c'), /takes no "ratios"/);
   assert.throws(() => parseSweepConfig({ ...config, methods: [{ selector: 'quest' }] }, 'c'), /"budgets"/);
   const bad = parseSweepConfig({ ...config, methods: [{ selector: 'quest', budgets: [8], options: { pages: 2 } }] }, 'c');
