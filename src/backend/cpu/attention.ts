@@ -45,9 +45,10 @@ const MIN_BLOCK_TOKENS = 16;
  * Query rows per KV head (the products' M) up to which a call over a 16-bit cache keeps OpenBLAS on the calling
  * thread: one decode step of a group of up to 8 query heads. Such products are bound by reading keys and values that
  * this thread has just widened, and a second OpenBLAS thread on another core would first have to pull each of those
- * cache lines across (docs/performance.md). OpenBLAS gives the same bits on one thread as on two at these sizes (it
- * splits N between threads; every output is the same kernel's sum over the same k order): test/attention checks it
- * on whichever matmul path runs the tests. Larger M (prefill) stays on every thread.
+ * cache lines across (docs/performance.md). On some CPUs OpenBLAS's one-thread and two-thread sums differ in the
+ * last bits at these sizes (AMD EPYC, OpenBLAS 0.3.21), so a 16-bit cache's decode can differ from f32's by rounding;
+ * test/attention checks the widening is exact against the f32 result in either threading. Larger M (prefill) stays on
+ * every thread.
  */
 const SMALL_M = 8;
 
