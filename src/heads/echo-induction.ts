@@ -41,6 +41,7 @@ import { prefill } from '../generate/prefill.js';
 import { Random } from '../generate/random.js';
 import type { ModelConfig } from '../models/config.js';
 import type { LoadedModel } from '../models/load.js';
+import { roundHalfEven } from '../presses/lukv.js'; // Python's round(), as the selection shares are computed
 import type { HeadScores, ProbeOptions } from './probe.js';
 
 export interface EchoInductionOptions {
@@ -254,11 +255,3 @@ export function selectionThreshold(scores: number[][], share: number): number | 
   return left.length === 0 ? undefined : Math.max(...left);
 }
 
-/** Python 3's round(): to the nearest whole number, halves to the even one. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}

@@ -12,9 +12,9 @@ import {
   groupMax,
   repeatedRandomTokens,
   retrievalHeads,
-  roundHalfEven,
   shareCut,
 } from '../../src/heads/echo-induction.js';
+import { roundHalfEven } from '../../src/presses/lukv.js';
 import { PROBES } from '../../src/heads/registry.js';
 import { loadModel } from '../../src/models/load.js';
 

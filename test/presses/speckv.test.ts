@@ -12,13 +12,14 @@ import type { AttentionObserver } from '../../src/backend/backend.js';
 import { AttendError } from '../../src/errors.js';
 import { prefill } from '../../src/generate/prefill.js';
 import { argmax } from '../../src/generate/sampler.js';
-import { type LoadedModel, loadModel } from '../../src/models/load.js';
+import { loadModel } from '../../src/models/load.js';
 import { newCache } from '../../src/models/model.js';
 import { topK } from '../../src/presses/press.js';
 import { createPress } from '../../src/presses/registry.js';
 import { CompressionSession } from '../../src/presses/runner.js';
 import { SPECKV_DEFAULTS, SpecKVPress, speckvScores } from '../../src/presses/speckv.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
+import { greedyByHand } from '../helpers/greedy.js';
 import { layerOf, queriesOf, randomRows, tinyConfig, viewOf } from '../helpers/press-view.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -75,17 +76,6 @@ test('speckv rule by hand: the mean reduction divides by every row, mean pooling
 const target = loadModel(join(PARITY_DIR, 'llama-gqa-tied'));
 const draft = loadModel(join(PARITY_DIR, 'llama3-mqa'));
 const ids = Array.from({ length: 40 }, (_, i) => (i * 53 + 7) % target.config.vocabSize);
-
-/** The draft's greedy tokens, each step a fresh forward of the whole sequence (no cache reuse), eos ending it. */
-function greedyByHand(lm: LoadedModel, prompt: number[], n: number): number[] {
-  const out: number[] = [];
-  while (out.length < n) {
-    const next = argmax(prefill(lm.model, newCache(lm.config), [...prompt, ...out]));
-    out.push(next);
-    if (lm.generation.eosTokenIds?.includes(next)) break;
-  }
-  return out;
-}
 
 /**
  * speckv.py's computation: one prefill of prompt + draft tokens; in each layer the last window + lookahead + 1

@@ -10,14 +10,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { AttentionObserver } from '../../src/backend/backend.js';
 import { AttendError } from '../../src/errors.js';
-import { prefill } from '../../src/generate/prefill.js';
-import { argmax } from '../../src/generate/sampler.js';
-import { type LoadedModel, loadModel } from '../../src/models/load.js';
+import { loadModel } from '../../src/models/load.js';
 import { newCache } from '../../src/models/model.js';
 import { greedyLookahead } from '../../src/prompt/lookahead.js';
 import { centredPool, compressPrompt, SPECPC_DEFAULTS, specpcScores, specpcSelect } from '../../src/prompt/specpc.js';
 import { assertUserError, runCli } from '../helpers/cli.js';
 import { PARITY_DIR } from '../helpers/fixtures.js';
+import { greedyByHand } from '../helpers/greedy.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const arr = (x: ArrayLike<number>) => Array.from(x);
@@ -62,16 +61,6 @@ test('specpc selection by hand: the pooled scores rank the tokens', () => {
 
 const draft = loadModel(join(PARITY_DIR, 'llama3-mqa'));
 const ids = Array.from({ length: 40 }, (_, i) => (i * 53 + 7) % draft.config.vocabSize);
-
-function greedyByHand(lm: LoadedModel, prompt: number[], n: number): number[] {
-  const out: number[] = [];
-  while (out.length < n) {
-    const next = argmax(prefill(lm.model, newCache(lm.config), [...prompt, ...out]));
-    out.push(next);
-    if (lm.generation.eosTokenIds?.includes(next)) break;
-  }
-  return out;
-}
 
 /**
  * specpc_utils.py's AttentionCache with reduction max: in layers from `start`, the last `window` prompt queries

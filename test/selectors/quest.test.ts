@@ -6,11 +6,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LayerCache } from '../../src/cache/kv-cache.js';
 import { loadModel } from '../../src/models/load.js';
-import { newCache } from '../../src/models/model.js';
 import type { ModelConfig } from '../../src/models/config.js';
-import { prefill } from '../../src/generate/prefill.js';
 import { QuestSelector } from '../../src/selectors/quest.js';
 import { createSelector, SelectionSession } from '../../src/selectors/registry.js';
+import { decodeSelected } from '../helpers/selector-decode.js';
 
 test('page bounds by hand: Σ max(q·min, q·max) ranks the pages', () => {
   // One KV head, d = 2, pages of 2 entries: page 0 keys (1,0),(0,1); page 1 (-1,-1),(-2,0); page 2 (3,-5),(0,0).
@@ -36,19 +35,7 @@ test('page bounds by hand: Σ max(q·min, q·max) ranks the pages', () => {
 const lm = loadModel(new URL('../../models/attend-mini', import.meta.url).pathname);
 const prompt = lm.tokenizer.encode('The museum opens at nine. Tickets cost twelve euros, and the guided tour starts at ten. '.repeat(6) + 'The tour starts at');
 
-function decode(select: SelectionSession | undefined, steps = 6): { logits: Float32Array[]; tokens: number[] } {
-  const cache = newCache(lm.config);
-  let last = prefill(lm.model, cache, prompt, { chunkSize: 64 });
-  const logits: Float32Array[] = [];
-  const tokens: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const next = last.indexOf(Math.max(...last));
-    tokens.push(next);
-    last = lm.model.forward([next], cache, { select: select?.select }).f32.slice();
-    logits.push(last);
-  }
-  return { logits, tokens };
-}
+const decode = (select: SelectionSession | undefined) => decodeSelected(lm, prompt, select);
 
 test('a budget that covers every page gives full attention exactly; a small one reads less', () => {
   const full = decode(undefined);

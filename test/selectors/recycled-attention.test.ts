@@ -8,11 +8,10 @@ import { test } from 'node:test';
 import type { HeadStore } from '../../src/cache/head-store.js';
 import { LayerCache } from '../../src/cache/kv-cache.js';
 import { loadModel } from '../../src/models/load.js';
-import { newCache } from '../../src/models/model.js';
 import type { ModelConfig } from '../../src/models/config.js';
-import { prefill } from '../../src/generate/prefill.js';
 import { RecycledAttentionSelector } from '../../src/selectors/recycled-attention.js';
 import { createSelector, SelectionSession } from '../../src/selectors/registry.js';
+import { decodeSelected } from '../helpers/selector-decode.js';
 
 // Two query heads share one KV head, d = 2. A query √2·(a, b) has logits a·k₀ + b·k₁ (the scale is 1/√2).
 const config = { numHeads: 2, numKvHeads: 1, headDim: 2 } as ModelConfig;
@@ -100,18 +99,7 @@ const prompt = lm.tokenizer.encode('The museum opens at nine. Tickets cost twelv
 const layers = lm.config.numLayers;
 
 /** Greedy decode; with `throughPrefill` the selector also sees the prompt (one full forward). */
-function decode(select: SelectionSession | undefined, throughPrefill = false, steps = 6): Float32Array[] {
-  const cache = newCache(lm.config);
-  let last = throughPrefill
-    ? lm.model.backend.read(lm.model.forward(prompt, cache, { select: select?.select, lastOnly: true }))
-    : prefill(lm.model, cache, prompt, { chunkSize: 64 });
-  const logits: Float32Array[] = [];
-  for (let i = 0; i < steps; i++) {
-    last = lm.model.forward([last.indexOf(Math.max(...last))], cache, { select: select?.select }).f32.slice();
-    logits.push(last);
-  }
-  return logits;
-}
+const decode = (select: SelectionSession | undefined, throughPrefill = false) => decodeSelected(lm, prompt, select, { throughPrefill }).logits;
 
 test('a K that covers the cache gives full attention exactly; a small K reads K entries per KV head', () => {
   const full = decode(undefined);

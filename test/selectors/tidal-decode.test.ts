@@ -7,11 +7,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LayerCache } from '../../src/cache/kv-cache.js';
 import { loadModel } from '../../src/models/load.js';
-import { newCache } from '../../src/models/model.js';
 import type { ModelConfig } from '../../src/models/config.js';
-import { prefill } from '../../src/generate/prefill.js';
 import { TidalDecodeSelector } from '../../src/selectors/tidal-decode.js';
 import { createSelector, SelectionSession } from '../../src/selectors/registry.js';
+import { decodeSelected } from '../helpers/selector-decode.js';
 
 /** One KV head of d = 2 holding `keys` (rows) at `positions`. */
 function layerOf(keys: number[][], positions: number[]): LayerCache {
@@ -63,16 +62,7 @@ test('the re-selection layer: 13 of 32 as in the official scripts, scaled by dep
 const lm = loadModel(new URL('../../models/attend-mini', import.meta.url).pathname);
 const prompt = lm.tokenizer.encode('The museum opens at nine. Tickets cost twelve euros, and the guided tour starts at ten. '.repeat(6) + 'The tour starts at');
 
-function decode(select: SelectionSession | undefined, steps = 6): Float32Array[] {
-  const cache = newCache(lm.config);
-  let last = prefill(lm.model, cache, prompt, { chunkSize: 64 });
-  const logits: Float32Array[] = [];
-  for (let i = 0; i < steps; i++) {
-    last = lm.model.forward([last.indexOf(Math.max(...last))], cache, { select: select?.select }).f32.slice();
-    logits.push(last);
-  }
-  return logits;
-}
+const decode = (select: SelectionSession | undefined) => decodeSelected(lm, prompt, select).logits;
 
 test('a budget that covers the cache gives full attention exactly; a small one reads less', () => {
   const full = decode(undefined);
