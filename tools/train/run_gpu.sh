@@ -105,9 +105,10 @@ case "$mode" in
     # PARTS_TEXT=FILE: also the trained press parts of the new export (tools/press_training/run_all.sh)
     if [ -n "${PARTS_TEXT:-}" ] && [ -d .oracle/kvpress ] && [ ! -d "$E/models/press-parts/attend-mini" ]; then
       bash tools/press_training/run_all.sh "$E/models/attend-mini" "$PARTS_TEXT" "$RUN_DIR/parts-work"
-      mkdir -p "$E/models/press-parts/attend-mini" "$E/tools/press_training/logs"
+      mkdir -p "$E/models/press-parts/attend-mini" "$E/tools/press_training/runs/attend-mini"
       for d in "$RUN_DIR"/parts-work/*/; do cp -r "$d" "$E/models/press-parts/attend-mini/"; done
-      cp "$RUN_DIR"/parts-work/*.log "$E/tools/press_training/logs/"
+      # the logs as the repository keeps them (*.log is ignored): runs/attend-mini/<press>.txt
+      for f in "$RUN_DIR"/parts-work/*.log; do grep -v "Loading weights" "$f" > "$E/tools/press_training/runs/attend-mini/$(basename "$f" .log).txt"; done
       rm -f "$RUN_DIR/MANIFEST.txt"
     fi
     [ -f "$RUN_DIR/MANIFEST.txt" ] || pack
