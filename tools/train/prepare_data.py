@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import html
 import json
+import shutil
 import lzma
 import os
 import re
@@ -437,6 +438,10 @@ def main():
         "n_heldout_docs": len(held),
     }
     (ROOT / "data" / "split.json").write_text(json.dumps(split, indent=1) + "\n")
+    # The word list of mix v7's rare word values (wording.set_rare_words), carried to the GPU with the corpus.
+    words = RAW / "usr/share/dict/american-english"
+    if words.exists():
+        shutil.copyfile(words, TD / "corpus" / "dict_words.txt")
     tot = {k: sum(s[k] for s in stats.values()) for k in ("docs", "bytes", "heldout_docs", "heldout_bytes")}
     stats["_total"] = tot
     stats["_files"] = {str(p.relative_to(ROOT)): os.path.getsize(p) for p in [TD / "corpus/train.jsonl.xz", TD / "corpus/heldout.jsonl.xz",

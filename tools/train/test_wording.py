@@ -78,6 +78,27 @@ class Wording(unittest.TestCase):
         s = tasks.generate("para_single", "heldout", 1, 20000, c, depth=0.75)
         self.assertIn(s.values[0], s.prompt)
 
+    def test_rare_words(self):
+        """v7's rare values: list words the corpus holds fewer than 3 times, never a held-out category's word."""
+        import tempfile
+
+        class Docs:
+            docs = [{"text": "common common common rare rare"}]
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("common\nrare\nvermilion\nAlice\nit's\nabc\nzymurgy\n")
+        try:
+            self.assertEqual(W.set_rare_words(f.name, Docs()), 2)
+            self.assertEqual(W.RARE, ["rare", "zymurgy"])  # vermilion is a held-out colour
+            rng = random.Random(3)
+            vals = [W.make_value(rng, "word", "animal", "train") for _ in range(2000)]
+            rare = sum(v in W.RARE for v in vals) / len(vals)
+            self.assertAlmostEqual(rare, W.RARE_SHARE, delta=0.04)
+            held = [W.make_value(rng, "word", "colour", "heldout") for _ in range(200)]
+            self.assertTrue(all(v in W.WORDS["colour"] for v in held))
+        finally:
+            W.RARE.clear()
+            os.unlink(f.name)
+
     def test_needle_grammar(self):
         rng = random.Random(0)
         n = W._needle(rng, "train", "the lucky number for Alice", "lucky number", "Alice", "42")

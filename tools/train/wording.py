@@ -133,6 +133,37 @@ def set_train_words(corpus: Corpus, min_count: int = 3) -> int:
     POOL[:] = sorted(w for w, n in counts.items() if n >= min_count and w not in banned)
     return len(POOL)
 
+# Stage 8 (mix "v7"): word values from an English word list (Debian `wamerican`, SCOWL), restricted to the words the
+# training corpus has fewer than POOL's min_count times, minus the held-out categories' words. Stage 7 missed
+# mostly rare words that the tokenizer splits into 3-5 pieces (" vermilion" -> 4 tokens) while POOL's values are
+# common words of 1-2 pieces: copying an arbitrary, rarely seen multi-piece word is what was never trained.
+# Also made-up lower-case words (MADE_UP_SHARE), which can only be copied. Empty unless set_rare_words ran.
+RARE: list[str] = []
+RARE_SHARE = 0.30
+MADE_UP_SHARE = 0.10
+
+
+def set_rare_words(path: str, corpus: Corpus, min_count: int = 3) -> int:
+    """Fill RARE from a word list (one word per line): lower-case alphabetic words of 4-12 letters that the
+    training documents hold fewer than min_count times, minus the held-out categories' words. Deterministic
+    (sorted). Returns the list's size; raises if the file holds none."""
+    import collections
+    import re
+    counts = collections.Counter(w for d in corpus.docs for w in re.findall(r"\b[a-z]{4,12}\b", d["text"]))
+    banned = {w.lower() for c in HELDOUT_CATEGORIES for w in WORDS[c]}
+    with open(path, encoding="utf-8") as f:
+        words = {w.strip() for w in f}
+    RARE[:] = sorted(w for w in words if re.fullmatch(r"[a-z]{4,12}", w) and counts[w] < min_count and w not in banned)
+    if not RARE:
+        raise ValueError(f"{path}: no usable words")
+    return len(RARE)
+
+
+def made_up_word(rng: random.Random) -> str:
+    """A pronounceable made-up lower-case word of 2-4 training syllables ("venlistor")."""
+    return "".join(rng.choice(_SYL["train"]) for _ in range(rng.randint(2, 4)))
+
+
 # People and made-up entities for keys. Every 4th name is held out (as tasks.py does with key words).
 _NAMES = ("Alice Bruno Carmen Dmitri Elena Farid Greta Hiro Ines Jonas Keiko Luca Marta Nikhil Olga Pavel "
           "Quinn Rosa Sven Tariq Uma Viktor Wanda Xavier Yara Zane Amara Boris Chloe Diego Esme Felix Gita "
@@ -271,6 +302,12 @@ def make_value(rng: random.Random, kind: str, category: str | None, split: str) 
     if kind == "number":
         return tasks.number(rng, 7 if split == "heldout" and rng.random() < 0.6 else rng.randint(3, 9))
     if kind == "word":
+        if split == "train" and RARE:
+            u = rng.random()
+            if u < MADE_UP_SHARE:
+                return made_up_word(rng)
+            if u < MADE_UP_SHARE + RARE_SHARE:
+                return rng.choice(RARE)
         if split == "train" and POOL and (category == "pool" or rng.random() < 0.4):
             return rng.choice(POOL)
         return rng.choice(WORDS["any" if category == "pool" else category])
