@@ -21,8 +21,15 @@ import { scoreAll, scorePart } from './scoring.js';
 import { isSelectorMethod } from './sweep-config.js';
 import type { CellKey, CellMetrics, PerplexityInstance, TaskInstance } from './types.js';
 
-/** The cell's compression plan, with the decoding-time eviction the method itself prescribes (H2O's). */
+/**
+ * The cell's compression plan, with the decoding-time eviction the method itself prescribes (H2O's); for a selector
+ * over a press (CellKey.within), that press's plan after prefill.
+ */
 export function planOf(key: CellKey): CompressionPlan | undefined {
+  if (key.within) {
+    const { press, ratio, options = {} } = key.within;
+    return { press: createPress(press, options), budget: { ratio }, during: 'prefill', decode: pressEntry(press).decode?.(resolveOptions(pressEntry(press), options)) };
+  }
   if (key.method === 'full' || isSelectorMethod(key.method)) return undefined;
   const entry = pressEntry(key.method);
   // A press that sets its own size (DMS, SimLayerKV) runs without a budget; any other needs one.
@@ -75,7 +82,7 @@ export function selectorOf(key: CellKey): Selector | undefined {
 export async function runGeneration(lm: LoadedModel, key: CellKey, instance: TaskInstance): Promise<GenerationRun> {
   const { contextIds, questionIds } = promptParts(lm, instance);
   const selector = selectorOf(key);
-  const plan = selector ? undefined : planOf(key);
+  const plan = planOf(key);
   const cache = lm.model.makeCache();
   const probe = new MemoryProbe();
   const afterPrefillChunk = () => probe.sample(cache.bytes());

@@ -23,10 +23,13 @@ export function keptLabel(budget: CellResult['budget']): string {
  * The budget column: the KV kept, when compression ran if per chunk, and whether the question was in the cache. A
  * press that sets its own size (DMS, SimLayerKV, the decoding presses) has no budget: 'own size', and the rest.
  */
-export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware'> & { method?: string }): string {
+export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware' | 'within'> & { method?: string }): string {
   const when = `${r.during === 'chunks' ? ', per chunk' : ''}, ${r.queryAware ? 'query-aware' : 'query-agnostic'}`;
   if (!r.budget) return r.method && r.method !== 'full' && !isSelectorMethod(r.method) ? `own size${when}` : keptLabel(null);
-  if (r.method && isSelectorMethod(r.method) && 'tokens' in r.budget) return `100% kept, ${r.budget.tokens} tokens read per step`;
+  if (r.method && isSelectorMethod(r.method) && 'tokens' in r.budget) {
+    const read = `${r.budget.tokens} tokens read per step`;
+    return r.within ? `${keptLabel({ ratio: r.within.ratio })} by ${r.within.press}${when}, ${read}` : `100% kept, ${read}`;
+  }
   return `${keptLabel(r.budget)}${when}`;
 }
 
@@ -160,7 +163,7 @@ export function closingText(s: Summary): string {
   const below = full ? s.accuracy.filter((r) => r !== full && r.hi < full.lo) : [];
   const level = full ? s.accuracy.filter((r) => r !== full && r.hi >= full.lo && r.lo <= full.hi) : [];
   // A press by the KV it kept; a selector by what it read (it keeps everything).
-  const label = (r: AccuracyRow) => `${r.method} (${isSelectorMethod(r.method) ? r.budget.split(', ')[1] ?? r.budget : r.budget.split(',')[0]})`;
+  const label = (r: AccuracyRow) => `${r.method} (${isSelectorMethod(r.method) ? r.budget.replace(/^100% kept, /, '') : r.budget.split(',')[0]})`;
   const versus = full && s.accuracy.length > 1
     ? ` Against full KV, ${below.length ? `${list(below.map(label))} ${below.length === 1 ? 'is' : 'are'} clearly below it (the intervals do not overlap)` : 'no method is clearly below it'}`
       + `${level.length ? `; ${list(level.map(label))} cannot be told apart from it at this n` : ''}.`

@@ -9,7 +9,7 @@ import { PRESSES, pressEntry, resolveOptions } from '../presses/registry.js';
 import { createSelector, SELECTORS } from '../selectors/registry.js';
 import { jsonErrorReason, oneLine } from './json-text.js';
 import { taskByName } from './tasks/index.js';
-import type { CellKey } from './types.js';
+import type { CellKey, WithinPress } from './types.js';
 
 export interface MethodSpec {
   /** 'full' or a press name; for a selector, its name (with `selector: true`). */
@@ -24,6 +24,12 @@ export interface MethodSpec {
   budgets?: number[];
   options?: Record<string, number | string>;
   during?: 'prefill' | 'chunks';
+  /**
+   * A selector only: written {"selector": "quest", "budgets": [256], "within": {"press": "snapkv", "ratio": 0.5}},
+   * the press compresses the cache first (after prefill, in each query mode of the sweep) and the selector
+   * chooses what each decoding step reads from what it kept.
+   */
+  within?: WithinPress;
 }
 
 export interface SweepConfig {
@@ -277,7 +283,23 @@ function checkList(source: string, key: string, value: unknown, ok: (item: unkno
 }
 
 const wholeAbove0 = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
-const METHOD_KEYS = ['press', 'selector', 'ratios', 'budgets', 'options', 'during'];
+const METHOD_KEYS = ['press', 'selector', 'ratios', 'budgets', 'options', 'during', 'within'];
+const WITHIN_KEYS = ['press', 'ratio', 'options'];
+
+function checkWithin(where: string, w: unknown): void {
+  const example = '{"press": "snapkv", "ratio": 0.5}';
+  check(isObject(w), () => `${where}: "within" must be an object such as ${example} (got ${shown(w)})`);
+  for (const key of Object.keys(w)) check(WITHIN_KEYS.includes(key), () => `${where}: "within" has an unknown key "${oneLine(key, 40)}" (known: ${WITHIN_KEYS.join(', ')})`);
+  check(typeof w.press === 'string' && PRESSES.some((p) => p.name === w.press),
+    () => `${where}: "within" needs "press", a press name (see attend presses), got ${shown(w.press)}`);
+  check(!setsOwnSize(w.press as string), () => `${where}: "within": ${w.press as string} sets its own size; give a press that takes a ratio`);
+  check(typeof w.ratio === 'number' && w.ratio > 0 && w.ratio < 1,
+    () => `${where}: "within" needs "ratio", a number in (0, 1), the share of the KV removed (got ${shown(w.ratio)})`);
+  if (w.options !== undefined) {
+    check(isObject(w.options) && Object.values(w.options).every((v) => typeof v === 'number' || typeof v === 'string'),
+      () => `${where}: "within" "options" must be an object of numbers or strings such as {"window": 32} (got ${shown(w.options)})`);
+  }
+}
 
 /** Whether a cell's method is a selector (selectors/registry.ts) rather than 'full' or a press. */
 export function isSelectorMethod(method: string): boolean {
@@ -292,7 +314,10 @@ function checkMethod(source: string, m: unknown, index: number): void {
     check(m.press === undefined, `${where}: give "press" or "selector", not both`);
     check(typeof m.selector === 'string' && isSelectorMethod(m.selector),
       () => `${where}: "selector" must be a selector name (${Object.keys(SELECTORS).join(', ')}), got ${shown(m.selector)}`);
-    for (const key of ['ratios', 'during']) check(m[key] === undefined, `${where}: a selector drops nothing and takes no "${key}"`);
+    for (const key of ['ratios', 'during']) {
+      check(m[key] === undefined, `${where}: a selector drops nothing and takes no "${key}" (to compress first, give "within": {"press": …, "ratio": …})`);
+    }
+    if (m.within !== undefined) checkWithin(where, m.within);
     checkList(where, 'budgets', m.budgets, wholeAbove0, 'whole numbers > 0, the tokens each head reads per decoding step', '[256, 512]');
     if (m.options !== undefined) {
       check(isObject(m.options) && Object.values(m.options).every((v) => typeof v === 'number'),
@@ -304,6 +329,9 @@ function checkMethod(source: string, m: unknown, index: number): void {
     return;
   }
   check(typeof m.press === 'string' && m.press !== '', () => `${where}: "press" must be "full" or a press name (see attend presses), got ${shown(m.press)}`);
+  // A selector method checked again after normalisation (its name moved to "press") keeps its "within".
+  if (m.selector === true && m.within !== undefined) checkWithin(where, m.within);
+  else check(m.within === undefined, `${where}: "within" belongs to a selector method ({"selector": …, "budgets": […], "within": …})`);
   const name = m.press;
   if (name === 'full') {
     for (const key of ['ratios', 'budgets', 'during', 'options']) {
@@ -396,10 +424,15 @@ function methodBudgets(m: MethodSpec): CellKey['budget'][] {
   return [...(m.ratios ?? []).map((ratio) => ({ ratio })), ...(m.budgets ?? []).map((tokens) => ({ tokens }))];
 }
 
+/** The query modes a method runs in: a press (or a selector over one) in each of the sweep's; full KV and a bare selector, which compress nothing, in one. */
+function queryModes(config: SweepConfig, m: MethodSpec): boolean[] {
+  return m.press === 'full' || (m.selector && !m.within) ? [false] : config.queryAware;
+}
+
 /** How many cells expandSweep makes of `config`, computed without making them. */
 export function countCells(config: SweepConfig): number {
   const perInstance = config.methods.reduce(
-    (n, m) => n + (m.press === 'full' ? 1 : methodBudgets(m).length * (m.selector ? 1 : config.queryAware.length)), 0);
+    (n, m) => n + (m.press === 'full' ? 1 : methodBudgets(m).length * queryModes(config, m).length), 0);
   const instances = config.tasks.reduce(
     (n, task) => n + (taskByName(task).hasDepth ? config.depths.length : 1) * config.contextLengths.length * config.samples, 0);
   return instances * perInstance;
@@ -425,7 +458,10 @@ function validateSweepAsGiven(config: SweepConfig, modelContext: number, source:
   }
   for (const m of config.methods) {
     if (m.press === 'full') continue;
-    if (m.selector) for (const budget of m.budgets ?? []) createSelector(m.press, { ...(m.options as Record<string, number>), budget });
+    if (m.selector) {
+      for (const budget of m.budgets ?? []) createSelector(m.press, { ...(m.options as Record<string, number>), budget });
+      if (m.within) resolveOptions(pressEntry(m.within.press), m.within.options ?? {});
+    }
     else resolveOptions(pressEntry(m.press), m.options ?? {});
   }
 }
@@ -446,7 +482,7 @@ export function expandSweep(config: SweepConfig, model: string): CellKey[] {
           const seed = config.seed * 1_000_003 + (config.seedPerInstance ? instance++ : sample);
           for (const m of config.methods) {
             const budgets = methodBudgets(m);
-            const aware = m.press === 'full' || m.selector ? [false] : config.queryAware;
+            const aware = queryModes(config, m);
             for (const budget of budgets) {
               for (const queryAware of aware) {
                 cells.push({
@@ -461,6 +497,7 @@ export function expandSweep(config: SweepConfig, model: string): CellKey[] {
                   during: m.press === 'full' || m.selector ? null : (m.during ?? 'prefill'),
                   queryAware,
                   prefillChunk: config.prefillChunk,
+                  ...(m.within ? { within: m.within } : {}),
                 });
               }
             }

@@ -67,6 +67,18 @@ export interface CellKey {
   /** Query-aware: the question is in the cache when it is compressed. */
   queryAware: boolean;
   prefillChunk: number;
+  /**
+   * A selector cell that selects within a compressed cache: the press that compressed it first, at this ratio
+   * (the share of the KV removed), in the cell's query mode. Absent for every other cell.
+   */
+  within?: WithinPress;
+}
+
+/** The press under a selector: what the cache keeps, before the selector chooses what each step reads. */
+export interface WithinPress {
+  press: string;
+  ratio: number;
+  options?: Record<string, number | string>;
 }
 
 export interface CellMetrics {
@@ -111,5 +123,11 @@ export interface CellResult extends CellKey {
 export function cellId(key: CellKey): string {
   const { model, task, contextLength, depth, seed, method, options, budget, during, queryAware, prefillChunk } = key;
   const sortedOptions = Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)));
-  return JSON.stringify([model, task, contextLength, depth, seed, method, sortedOptions, budget, during, queryAware, prefillChunk]);
+  const id: unknown[] = [model, task, contextLength, depth, seed, method, sortedOptions, budget, during, queryAware, prefillChunk];
+  // Only cells with a press under their selector carry it, so the ids of every other cell stay as they were.
+  if (key.within) {
+    const { press, ratio, options: o = {} } = key.within;
+    id.push({ press, ratio, options: Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b))) });
+  }
+  return JSON.stringify(id);
 }

@@ -52,6 +52,7 @@ function settingParts(cell: CellResult): Record<string, string> {
     during: cell.during === 'chunks' ? 'in chunks' : cell.during === 'prefill' ? 'after prefill' : '',
     queryAware: cell.queryAware ? 'query-aware' : 'query-agnostic',
     prefillChunk: `chunk ${cell.prefillChunk}`,
+    within: cell.within ? `within ${cell.within.press} at ${keptLabel({ ratio: cell.within.ratio })}` : '',
   };
 }
 
