@@ -6,9 +6,12 @@
  *  - a sliding window: only entries with position > the query's − window;
  *  - per-head entry lists (selectors): a KV head reads only the listed entries, everything else stays in the cache;
  *  - a tree mask (tree attention, as Medusa verifies several candidate continuations in one forward): among the
- *    call's own rows, a row sees the entry of another row of the call only if that row is its ancestor.
+ *    call's own rows, a row sees the entry of another row of the call only if that row is its ancestor;
+ *  - remapped reads (LongHeads): per query row and query head, spans of entries read at shifted positions
+ *    (attention/remap.ts states how they are weighed); alone, with none of the above but causality.
  */
 import { indexIn } from '../cache/positions.js';
+import { type RemappedReads, spanOf } from './remap.js';
 
 export interface TreeMask {
   /** Per query row of the call: the row it continues (its parent, < its own index), or −1 for a row on the trunk. */
@@ -26,6 +29,11 @@ export interface Visibility {
    */
   queryEntries?: readonly (Int32Array | null)[];
   tree?: TreeMask;
+  /**
+   * Per query row and query head, the spans of entries read and the positions they are read at (attention/remap.ts):
+   * a selector's per-head remapped positions. Not together with `entries`, `queryEntries`, a window or a tree.
+   */
+  remap?: RemappedReads;
 }
 
 /**
@@ -38,6 +46,7 @@ export function sees(vis: Visibility, head: number, index: number, position: num
   if (vis.window !== null && position <= p - vis.window) return false;
   const list = vis.queryEntries ? vis.queryEntries[queryHead] : vis.entries?.[head];
   if (list && indexIn(list, index) < 0) return false;
+  if (vis.remap && spanOf(vis.remap, row * (vis.remap.queryShifts.length / queryPositions.length) + queryHead, index) < 0) return false;
   if (vis.tree) {
     const t = queryPositions.indexOf(position);
     if (t >= 0 && t !== row && !isAncestor(vis.tree.parents, t, row)) return false;

@@ -35,6 +35,14 @@ export interface HeadMemory {
    */
   writeValues(indices: ArrayLike<number>, rows: Float32Array): void;
   /**
+   * Overwrites the keys of the entries at `indices` (ascending, unique) with f32 rows, [indices.length × headDim],
+   * stored in the head's dtype; an entry with pruned key channels keeps only its kept channels of the row. For a
+   * press that stores an entry of its own making in a slot it kept (RazorAttention's compensation token).
+   */
+  writeKeys?(indices: ArrayLike<number>, rows: Float32Array): void;
+  /** Whether the statistic `name` exists (`stat` creates it): attention asks before reading ENTRY_LOG_WEIGHT. */
+  hasStat?(name: string): boolean;
+  /**
    * Gives the entries new positions (`length` of them, strictly ascending, ≥ 0) and, with `rotation`, turns each
    * entry's key by its own RoPE angles: cos/sin tables [length × half] in the rotate-half layout (the first 2·half
    * dimensions turn), as rope.ts ropeTables makes them for each entry's position difference (key rerotation).
@@ -57,3 +65,12 @@ export interface HeadMemory {
   visibleUpTo(position: number): number;
   clone(): HeadMemory;
 }
+
+/**
+ * The head statistic attention weighs entries by: per entry, the log of the number of tokens it stands for (0, one
+ * token, for every entry appended: statistics start at zero). Softmax attention gives entry i the weight
+ * n_i·exp(s_i) / Σ_j n_j·exp(s_j), i.e. adds log n_i to its score, so an entry holding the mean key and value of n
+ * dropped tokens attends as n copies of itself (RazorAttention's compensation token, presses/razor-attention.ts).
+ * Heads without the statistic attend as before; other kernels refuse it.
+ */
+export const ENTRY_LOG_WEIGHT = 'attention.log-weight';

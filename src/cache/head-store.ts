@@ -97,6 +97,10 @@ export class HeadStore implements HeadMemory {
     return s.subarray(0, this.length);
   }
 
+  hasStat(name: string): boolean {
+    return this.statData.has(name);
+  }
+
   /** Deep copy (a compressed context can then answer several questions). */
   clone(): HeadStore {
     const copy = new HeadStore(this.headDim, this.dtype, 0);
@@ -246,6 +250,31 @@ export class HeadStore implements HeadMemory {
         throw new Error(`writeValues: indices must be ascending, unique and below ${this.length}`);
       }
       this.writeRow(this.valueData, j * d, rows.subarray(i * d, (i + 1) * d));
+    }
+  }
+
+  /**
+   * Overwrites the keys of the entries at `indices` (ascending, unique) with f32 rows of headDim (narrowed to the
+   * dtype); an entry with pruned key channels stores only its kept channels of the row.
+   */
+  writeKeys(indices: ArrayLike<number>, rows: Float32Array): void {
+    const d = this.headDim;
+    if (rows.length !== indices.length * d) throw new Error(`writeKeys: ${rows.length} values for ${indices.length} rows of ${d}`);
+    const channels = this.channelData;
+    for (let i = 0; i < indices.length; i++) {
+      const j = indices[i];
+      if (j < 0 || j >= this.length || (i > 0 && j <= indices[i - 1])) {
+        throw new Error(`writeKeys: indices must be ascending, unique and below ${this.length}`);
+      }
+      const row = rows.subarray(i * d, (i + 1) * d);
+      if (j >= this.prunedRows) {
+        this.writeRow(this.keyData, this.keyAt(j), row);
+        continue;
+      }
+      const kept = Float32Array.from(channels!, (c) => row[c]);
+      const at = this.keyAt(j);
+      if (this.keyData instanceof Float32Array) this.keyData.set(kept, at);
+      else narrow(this.dtype as 'f16' | 'bf16', kept, this.keyData.subarray(at, at + kept.length));
     }
   }
 

@@ -13,9 +13,12 @@ import { PROBES, probeEntry } from '../heads/registry.js';
 import { MASK_SEED, type MaskCheck, maskCheck, type MaskMode } from '../heads/retrieval-mask.js';
 import { writeFileAtomic } from '../io/files.js';
 import { loadModel } from '../models/load.js';
+import { writeDuoPattern } from '../heads/duo-pattern.js';
+import { headAttention, MAX_ATTENTION_TOKENS, writeHeadsReport } from '../heads/report.js';
 import { defaultModel, parseCount, parseCountFrom } from './options.js';
+import { addActSearchFlags, type ActSearchFlags, checkActSearchFlags, runActSearchFlags } from './act-search.js';
 
-interface Flags {
+interface Flags extends ActSearchFlags {
   probe: string;
   model?: string;
   lengths?: number[];
@@ -26,6 +29,10 @@ interface Flags {
   top?: number;
   maskCheck?: boolean | number;
   maskMode?: string;
+  writePattern?: string;
+  html?: string;
+  attentionHead?: string;
+  attentionPrompt?: string;
 }
 
 /** "a,b,c" → numbers, each checked by `ok`; one-line errors naming the flag. */
@@ -52,32 +59,60 @@ export function registerHeads(program: Command): void {
     .option('--top <n>', 'heads listed in the summary (default 10)', parseCountFrom('--top', 1))
     .option('--mask-check [k]', 'retrieval: then mask the top k heads (default: those above the threshold) and k random others, and compare needle accuracy', parseCountFrom('--mask-check', 1))
     .option('--mask-mode <mode>', 'how --mask-check masks a head: uniform (the paper: zeroed query, uniform attention; default) or zero (zeroed output, as --ablate-heads)')
+    .option('--write-pattern <dir>', 'also write the scores as a DuoAttention pattern (config.json + full_attention_heads.tsv; gate of a KV head = max of its query heads) for --press duo-attention')
+    .option('--html <file>', 'also write an HTML page: the layer × head grid of the scores (and --attention-head\'s map)')
+    .option('--attention-head <layer.head>', 'with --html: draw this query head\'s attention over --attention-prompt, e.g. 6.4')
+    .option('--attention-prompt <text>', `with --attention-head: the prompt (2…${MAX_ATTENTION_TOKENS} tokens)`)
     .action((flags: Flags) => runHeads(flags));
+  // ACT's head search after --probe sinks (cli/act-search.ts).
+  addActSearchFlags(program.commands.find((c) => c.name() === 'heads')!);
 }
 
-function runHeads(flags: Flags): void {
+/** "6.4" → layer 6, head 4; one-line errors. */
+function parseLayerHead(text: string): { layer: number; head: number } {
+  const m = /^(\d+)\.(\d+)$/.exec(text.trim());
+  check(m !== null, `--attention-head: expected LAYER.HEAD such as 6.4, got "${text}"`);
+  return { layer: Number(m![1]), head: Number(m![2]) };
+}
+
+async function runHeads(flags: Flags): Promise<void> {
   const probe = probeEntry(flags.probe);
+  check(flags.attentionHead === undefined || flags.html !== undefined, '--attention-head needs --html FILE');
+  check((flags.attentionHead === undefined) === (flags.attentionPrompt === undefined), '--attention-head and --attention-prompt go together');
+  const chosen = flags.attentionHead === undefined ? undefined : parseLayerHead(flags.attentionHead);
   const masking = flags.maskCheck !== undefined;
   check(!masking || flags.probe === 'retrieval', '--mask-check applies to --probe retrieval');
   check(flags.maskMode === undefined || masking, '--mask-mode needs --mask-check');
   check(flags.maskMode === undefined || flags.maskMode === 'uniform' || flags.maskMode === 'zero', `--mask-mode: expected uniform or zero, got "${flags.maskMode}"`);
+  checkActSearchFlags(flags.probe, flags);
   const dir = flags.model ?? defaultModel();
   check(existsSync(dir), `model directory not found: ${dir}`);
   const lm = loadModel(dir);
+  // The attention map first: a bad head or prompt fails before the probe's long run.
+  const attention = chosen && headAttention(lm, lm.tokenizer.encode(flags.attentionPrompt!), chosen.layer, chosen.head);
   const grid = { lengths: flags.lengths, depths: flags.depths, samples: flags.samples, seed: flags.seed };
   const result: HeadScores & { maskCheck?: MaskCheck } = probe.run(lm, { ...grid, progress: progressLine(`${flags.probe} samples`) });
   if (masking) {
     const k = typeof flags.maskCheck === 'number' ? flags.maskCheck : undefined;
     result.maskCheck = maskCheck(lm, result, { ...grid, seed: (flags.seed ?? 0) + MASK_SEED, k, mode: flags.maskMode as MaskMode | undefined, progress: progressLine('mask-check samples') });
   }
+  // A DuoAttention pattern from the scores (heads/duo-pattern.ts), for --press duo-attention --press-opt pattern=DIR.
+  if (flags.writePattern !== undefined) writeDuoPattern(flags.writePattern, result, lm.config);
+  // ACT's offline head search, written as a calibration file for --act FILE (heads/act-search.ts).
+  const actSummary = runActSearchFlags(lm, flags.probe, flags, progressLine('ACT search runs'));
   const json = toJson(result);
-  const summary = summarise(result, flags.top ?? 10);
+  const summary = summarise(result, flags.top ?? 10) + (flags.writePattern !== undefined ? `DuoAttention pattern written to ${flags.writePattern}\n` : '');
   if (flags.out !== undefined) {
     writeFileAtomic(flags.out, json);
     process.stdout.write(summary + `scores written to ${flags.out}\n`);
   } else {
     process.stdout.write(json);
     process.stderr.write(summary);
+  }
+  if (actSummary) (flags.out !== undefined ? process.stdout : process.stderr).write(actSummary);
+  if (flags.html !== undefined) {
+    await writeHeadsReport(flags.html, [result], attention);
+    (flags.out !== undefined ? process.stdout : process.stderr).write(`HTML page written to ${flags.html}\n`);
   }
 }
 

@@ -7,11 +7,14 @@ import { check } from '../errors.js';
 import { type LoadedModel, loadModel } from '../models/load.js';
 import { ablationHooks, parseHeads, withHooks } from '../models/model.js';
 import { createSelector, SELECTORS, type Selector } from '../selectors/registry.js';
+import { readActCalibration, withActCalibration } from '../heads/act-calibration.js';
 import { collect } from './options.js';
 
 export interface ModelFlags {
   attention?: string;
   ablateHeads?: string;
+  /** An ACT calibration file (heads/act-calibration.ts). */
+  act?: string;
 }
 
 export interface SelectorFlags {
@@ -22,7 +25,8 @@ export interface SelectorFlags {
 export function addModelFlags(command: Command): Command {
   return command
     .option('--attention <kernel>', 'attention kernel: softmax (default), sigmoid, sigmoid:bias=B (docs/architecture.md)')
-    .option('--ablate-heads <list>', 'zero these query heads\' outputs before the output projection: LAYER.HEAD[,…], from 0');
+    .option('--ablate-heads <list>', 'zero these query heads\' outputs before the output projection: LAYER.HEAD[,…], from 0')
+    .option('--act <file>', 'ACT attention calibration: scale the attention to hidden sinks in the heads FILE names (attend heads --probe sinks --calibrate-act FILE)');
 }
 
 export function addSelectorFlags(command: Command): Command {
@@ -50,6 +54,9 @@ export function selectorFrom(flags: SelectorFlags): Selector | undefined {
 /** Loads the model with the kernel and hooks the flags ask for; bad values are one-line errors. */
 export function loadWithFlags(dir: string, flags: ModelFlags): LoadedModel {
   const lm = loadModel(dir, { attention: flags.attention });
+  // ACT: the calibrated heads' outputs recomputed with their sinks' attention scaled; wrapped first, so that an
+  // ablation of the same head (its hook runs after ACT's) still zeroes it.
+  if (flags.act !== undefined) lm.model = withActCalibration(lm.model, readActCalibration(flags.act));
   if (flags.ablateHeads !== undefined) {
     const heads = parseHeads(flags.ablateHeads);
     lm.model = withHooks(lm.model, ablationHooks(lm.model.backend, lm.config, heads));

@@ -5,7 +5,7 @@
  */
 import { distinct, groupBy } from './report/aggregate.js';
 import {
-  ACCURACY_HEAD, accuracyCells, budgetLabel, closingText, COST_HEAD, costCells, costHead, pooledText, QUERY_NOTE, SHARED_PREFILL_NOTE, type Summary,
+  ACCURACY_HEAD, accuracyCells, budgetLabel, methodText, variants, closingText, COST_HEAD, costCells, costHead, pooledText, QUERY_NOTE, SHARED_PREFILL_NOTE, type Summary,
 } from './summary.js';
 import type { CellResult } from './types.js';
 
@@ -17,7 +17,11 @@ function table(head: string[], rows: string[][], numericFrom = 1): string {
   return [head, align, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
 }
 
-const methodLabel = (r: CellResult) => (r.method === 'full' ? 'full' : `${r.method}, ${budgetLabel(r)}`);
+/** A method and budget as a row label; its options too where the results hold it with more than one set of them. */
+function methodLabeller(results: CellResult[]): (r: CellResult) => string {
+  const variant = variants(results);
+  return (r) => (r.method === 'full' ? 'full' : `${methodText({ method: r.method, variant: variant(r) })}, ${budgetLabel(r)}`);
+}
 
 /** The pooled accuracy table (with Wilson intervals), the cost table per context length, their notes. */
 export function summaryMarkdown(s: Summary): string {
@@ -36,6 +40,7 @@ export function summaryMarkdown(s: Summary): string {
 /** Accuracy per task (columns) for each method and budget (rows), one table per context length. */
 export function taskAccuracyMarkdown(results: CellResult[]): string {
   const tasks = [...new Set(results.map((r) => r.task))];
+  const methodLabel = methodLabeller(results);
   const out: string[] = [];
   for (const [length, rs] of groupBy(results, (r) => String(r.contextLength))) {
     const rows = [...groupBy(rs, methodLabel)].map(([label, cells]) => [
@@ -57,6 +62,7 @@ export function depthMarkdown(results: CellResult[]): string {
   const lengths = distinct(withDepth.map((r) => r.contextLength));
   const depths = distinct(withDepth.map((r) => r.depth!));
   if (depths.length < 2) return '';
+  const methodLabel = methodLabeller(results);
   return [...groupBy(withDepth, methodLabel)]
     .map(([label, cells]) => {
       const rows = depths.map((d) => [

@@ -17,6 +17,7 @@ import type { LoadedModel } from '../models/load.js';
 import { createPress, pressEntry, resolveOptions } from '../presses/registry.js';
 import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
 import { createSelector, type SelectionStats, type Selector } from '../selectors/registry.js';
+import { SelectionSession, seesPrefill } from '../selectors/selector.js';
 import { scoreAll, scorePart } from './scoring.js';
 import { isSelectorMethod } from './sweep-config.js';
 import type { CellKey, CellMetrics, PerplexityInstance, TaskInstance } from './types.js';
@@ -83,6 +84,8 @@ export async function runGeneration(lm: LoadedModel, key: CellKey, instance: Tas
   const { contextIds, questionIds } = promptParts(lm, instance);
   const selector = selectorOf(key);
   const plan = planOf(key);
+  // A selector that reads the prefill sees the context's prefill below too: one session for the whole sequence.
+  const selection = selector && seesPrefill(selector) ? new SelectionSession(selector, lm.config) : undefined;
   const cache = lm.model.makeCache();
   const probe = new MemoryProbe();
   const afterPrefillChunk = () => probe.sample(cache.bytes());
@@ -95,6 +98,7 @@ export async function runGeneration(lm: LoadedModel, key: CellKey, instance: Tas
     prefill(lm.model, cache, contextIds, {
       chunkSize: key.prefillChunk,
       observer: s.observer,
+      select: selection?.prefillSelect,
       afterChunk: (_, end) => {
         afterPrefillChunk();
         s.afterChunk(end, contextIds.length);
@@ -112,6 +116,7 @@ export async function runGeneration(lm: LoadedModel, key: CellKey, instance: Tas
     compressPrompt: key.queryAware,
     compression: key.queryAware ? plan : undefined,
     selector,
+    selection,
     afterPrefillChunk,
   });
   probe.sample(out.cacheBytes);

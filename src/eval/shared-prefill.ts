@@ -7,6 +7,7 @@
  * An instance has two such prefills: the context alone (query-agnostic cells) and context + question (query-aware
  * cells, and 'full', which prefills the whole prompt too). Metrics: see CellMetrics.sharedPrefill.
  */
+import { seesPrefill } from '../selectors/selector.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { generate } from '../generate/generate.js';
 import { prefill } from '../generate/prefill.js';
@@ -24,6 +25,9 @@ function prefillsWholePrompt(key: CellKey): boolean {
 }
 
 function canShare(key: CellKey): boolean {
+  // A selector that reads the prefill (its queries build its index or chunks) needs a prefill of its own.
+  const selector = selectorOf(key);
+  if (selector && seesPrefill(selector)) return false;
   const plan = planOf(key);
   return !plan || (plan.during === 'prefill' && !plan.press.observer);
 }

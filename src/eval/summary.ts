@@ -8,6 +8,7 @@
  */
 import { distinct, groupBy } from './report/aggregate.js';
 import { wilson } from './scoring.js';
+import { PRESSES } from '../presses/registry.js';
 import { isSelectorMethod } from './sweep-config.js';
 import { TASKS } from './tasks/index.js';
 import type { CellResult } from './types.js';
@@ -26,6 +27,8 @@ export function keptLabel(budget: CellResult['budget']): string {
 export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware' | 'within'> & { method?: string }): string {
   const when = `${r.during === 'chunks' ? ', per chunk' : ''}, ${r.queryAware ? 'query-aware' : 'query-agnostic'}`;
   if (!r.budget) return r.method && r.method !== 'full' && !isSelectorMethod(r.method) ? `own size${when}` : keptLabel(null);
+  const ratioOf = r.method ? PRESSES.find((p) => p.name === r.method)?.ratioOf : undefined;
+  if (ratioOf && 'ratio' in r.budget) return `${Number((r.budget.ratio * 100).toFixed(1))}% of ${ratioOf}${when}`;
   if (r.method && isSelectorMethod(r.method) && 'tokens' in r.budget) {
     const read = `${r.budget.tokens} tokens read per step`;
     return r.within ? `${keptLabel({ ratio: r.within.ratio })} by ${r.within.press}${when}, ${read}` : `100% kept, ${read}`;
@@ -41,6 +44,8 @@ export const SHARED_PREFILL_NOTE = '* TTFT of a prefill shared by the methods of
 
 export interface AccuracyRow {
   method: string;
+  /** The method's options, where the results hold it with more than one set of them (else ''). */
+  variant: string;
   budget: string;
   /** Instances (cells) pooled in the row. */
   n: number;
@@ -57,6 +62,7 @@ export interface AccuracyRow {
 
 export interface CostRow {
   method: string;
+  variant: string;
   budget: string;
   contextLength: number;
   cells: number;
@@ -82,22 +88,40 @@ export interface Summary {
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-function methodOrder(a: { method: string; budget: string }, b: { method: string; budget: string }): number {
+function methodOrder(a: { method: string; variant: string; budget: string }, b: { method: string; variant: string; budget: string }): number {
   if (a.method !== b.method) return a.method === 'full' ? -1 : b.method === 'full' ? 1 : a.method.localeCompare(b.method);
+  if (a.variant !== b.variant) return a.variant.localeCompare(b.variant);
   return b.budget.localeCompare(a.budget, 'en', { numeric: true });
 }
 
+/** "k=v, …" of a cell's options, sorted. */
+export function optionsText(options: CellResult['options']): string {
+  return Object.entries(options ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(', ');
+}
+
+/** Per cell, its options where its method ran with more than one set of them in `results` (else ''). */
+export function variants(results: CellResult[]): (r: CellResult) => string {
+  const sets = new Map<string, Set<string>>();
+  for (const r of results) sets.set(r.method, (sets.get(r.method) ?? new Set()).add(optionsText(r.options)));
+  return (r) => ((sets.get(r.method)?.size ?? 0) > 1 ? optionsText(r.options) : '');
+}
+
+/** A row's method as the tables show it: its name, and its options where they tell rows apart. */
+export const methodText = (r: { method: string; variant: string }): string => (r.variant ? `${r.method} (${r.variant})` : r.method);
+
 export function summarise(results: CellResult[]): Summary {
   const scored = results.filter((r) => r.task !== 'perplexity');
-  const accuracy = [...groupBy(scored, (r) => JSON.stringify([r.method, budgetLabel(r)])).values()].map((rs): AccuracyRow => {
+  const variant = variants(results);
+  const accuracy = [...groupBy(scored, (r) => JSON.stringify([r.method, variant(r), budgetLabel(r)])).values()].map((rs): AccuracyRow => {
     const hits = rs.reduce((s, r) => s + r.metrics.accuracy, 0);
     const seeds = new Set(rs.map((r) => (TASKS.find((t) => t.name === r.task)?.pooled
       ? `${r.task}|${r.seed}|${r.contextLength}|${r.depth}` : `${r.task}|${r.seed}`))).size;
-    return { method: rs[0]!.method, budget: budgetLabel(rs[0]!), n: rs.length, seeds, accuracy: hits / rs.length, ...wilson(hits, rs.length) };
+    return { method: rs[0]!.method, variant: variant(rs[0]!), budget: budgetLabel(rs[0]!), n: rs.length, seeds, accuracy: hits / rs.length, ...wilson(hits, rs.length) };
   }).sort(methodOrder);
-  const cost = [...groupBy(results, (r) => JSON.stringify([r.method, budgetLabel(r), r.contextLength])).values()]
+  const cost = [...groupBy(results, (r) => JSON.stringify([r.method, variant(r), budgetLabel(r), r.contextLength])).values()]
     .map((rs): CostRow => ({
       method: rs[0]!.method,
+      variant: variant(rs[0]!),
       budget: budgetLabel(rs[0]!),
       contextLength: rs[0]!.contextLength,
       cells: rs.length,
@@ -131,12 +155,12 @@ export function costHead(s: Pick<Summary, 'cost'>): string[] {
 }
 
 export function accuracyCells(r: AccuracyRow): string[] {
-  return [r.method, r.budget, String(r.n), pct(r.accuracy), intervalText(r)];
+  return [methodText(r), r.budget, String(r.n), pct(r.accuracy), intervalText(r)];
 }
 
 /** One cost row as the table's cells (the console keeps a decimal of decode speed, Markdown none). */
 export function costCells(r: CostRow, decodeDigits = 1, withRead = false): string[] {
-  const cells = [String(r.contextLength), r.method, r.budget, String(r.cells), r.kvMiB.toFixed(1), r.peakKvMiB.toFixed(1), ttftText(r),
+  const cells = [String(r.contextLength), methodText(r), r.budget, String(r.cells), r.kvMiB.toFixed(1), r.peakKvMiB.toFixed(1), ttftText(r),
     r.decodeTokensPerS.toFixed(decodeDigits)];
   return withRead ? [...cells, r.readShare !== undefined ? pct(r.readShare) : '100%'] : cells;
 }
@@ -163,7 +187,7 @@ export function closingText(s: Summary): string {
   const below = full ? s.accuracy.filter((r) => r !== full && r.hi < full.lo) : [];
   const level = full ? s.accuracy.filter((r) => r !== full && r.hi >= full.lo && r.lo <= full.hi) : [];
   // A press by the KV it kept; a selector by what it read (it keeps everything).
-  const label = (r: AccuracyRow) => `${r.method} (${isSelectorMethod(r.method) ? r.budget.replace(/^100% kept, /, '') : r.budget.split(',')[0]})`;
+  const label = (r: AccuracyRow) => `${methodText(r)} (${isSelectorMethod(r.method) ? r.budget.replace(/^100% kept, /, '') : r.budget.split(',')[0]})`;
   const versus = full && s.accuracy.length > 1
     ? ` Against full KV, ${below.length ? `${list(below.map(label))} ${below.length === 1 ? 'is' : 'are'} clearly below it (the intervals do not overlap)` : 'no method is clearly below it'}`
       + `${level.length ? `; ${list(level.map(label))} cannot be told apart from it at this n` : ''}.`

@@ -154,6 +154,8 @@ export const RULER_PRESSES: { press: string; options?: Record<string, number | s
 export const RULER_LEFT_OUT: Record<string, string> = {
   'expected-attention-stats': "needs the model's query statistics (stats=PATH, made by tools/press_stats/); expected-attention, in the preset, takes them from the prompt",
   speckv: 'needs a draft model (draft=DIR): run it from a config with {"press": "speckv", "options": {"draft": "models/attend-mini-draft"}}; not yet checked under the shared prefill the preset uses',
+  'duo-attention': "needs the model's pattern directory (pattern=DIR; attend-mini's: models/attend-mini/duo-pattern), and its ratio is a share of KV heads, not of entries: compared at equal real KV bytes in docs/sweeps/heads.json",
+  'razor-attention': 'head-aware (retrieval heads whole): compared at equal real KV bytes beside DuoAttention, AdaKV and SnapKV in docs/sweeps/heads.json, added after the RULER sweep ran',
   restorekv: "needs RestoreKV's trained adapter for the model (path=PATH), which cannot be made here: no published training recipe (tools/press_training/restorekv.py says why)",
 };
 

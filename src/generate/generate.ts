@@ -48,6 +48,8 @@ export interface GenerateOptions extends SamplingOptions {
    * (selectors/; e.g. Quest), nothing dropped. Combines with `compression` (it selects within the kept entries).
    */
   selector?: Selector;
+  /** The selector's session when the caller ran part of the sequence through it already (instead of `selector`). */
+  selection?: SelectionSession;
   /** Called after each prefill chunk is in the cache, before it is compressed (the cache at its fullest). */
   afterPrefillChunk?: PrefillOptions['afterChunk'];
   /**
@@ -115,7 +117,7 @@ export async function* generateStream(
 
   const session = opts.session ?? (opts.compression ? new CompressionSession(opts.compression, model, cache) : undefined);
   check(!(opts.selector && opts.draft), 'a selector and a draft model cannot be combined yet (speculative verification runs several rows per forward)');
-  const selection = opts.selector ? new SelectionSession(opts.selector, config) : undefined;
+  const selection = opts.selection ?? (opts.selector ? new SelectionSession(opts.selector, config) : undefined);
   const compressPrompt = opts.compressPrompt ?? true;
   const t0 = performance.now();
   if (spec) {
@@ -128,6 +130,8 @@ export async function* generateStream(
     prefill(model, cache, promptIds, {
       chunkSize: opts.prefillChunk,
       observer: session?.observer,
+      // Selectors that build on the prompt's queries (RetrievalAttention's index, LongHeads' chunks) see the prefill.
+      select: selection?.prefillSelect,
       afterChunk: (c, end) => {
         opts.afterPrefillChunk?.(c, end);
         if (compressPrompt) session?.afterChunk(end, promptIds.length);

@@ -10,7 +10,7 @@ import { forwardChunks } from './chunks.js';
 
 export const DEFAULT_PREFILL_CHUNK = 512;
 
-export interface PrefillOptions extends Pick<ForwardOptions, 'observer'> {
+export interface PrefillOptions extends Pick<ForwardOptions, 'observer' | 'select'> {
   chunkSize?: number;
   /** Called after each chunk has been written to the cache (where per-chunk compression plugs in). */
   afterChunk?: (cache: KVCache, chunkEnd: number) => void;
@@ -23,7 +23,7 @@ export function prefill(model: CausalLM, cache: KVCache, ids: ArrayLike<number>,
   check(ids.length > 0, 'the prompt is empty: nothing to prefill');
   let last: Float32Array | undefined;
   // Only the last position's logits are used: earlier chunks skip the lm head's other rows too.
-  forwardChunks(model, cache, ids, chunk, { lastOnly: true, observer: opts.observer }, (logits, _, end) => {
+  forwardChunks(model, cache, ids, chunk, { lastOnly: true, observer: opts.observer, select: opts.select }, (logits, _, end) => {
     opts.afterChunk?.(cache, end);
     if (end === ids.length) last = model.backend.read(logits);
   });

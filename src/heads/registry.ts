@@ -22,7 +22,7 @@ export const PROBES: Record<string, HeadProbe> = {
     run: (lm, options) => runEchoInduction(lm, options).induction,
   },
   sinks: {
-    summary: 'hidden attention sinks: a key after the first whose mean received attention over the rows that see it exceeds 0.1; score: the strongest such key, over the built-in prompts',
+    summary: 'hidden attention sinks: a key whose mean received attention over the rows that see it exceeds 0.1, the first such key (the first token) left out; score: the strongest such key, over the built-in prompts',
     source: 'Yu et al. 2024 (ICML, arXiv 2406.15765); GATECH-EIC/ACT',
     run: (lm, options) => runSinks(lm, options),
   },

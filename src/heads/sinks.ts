@@ -10,18 +10,21 @@
  *    (`sum(dim=0) / arange(N, 0, -1)`: N − k rows for the key at position k): its mean received attention;
  *  - a key is a sink when that mean exceeds `threshold` = 0.1 (THRES=0.1 in scripts/calibration.sh and
  *    scripts/evaluation.sh; the MT-Bench script uses 0.15);
- *  - the first token is not counted (`indices[1:]`: the official code drops the first key that passes, which is the
- *    first token wherever that token is itself a sink; the paper's hidden sinks are those after it).
- * Attend's choices: the first token is left out by position (position 0) rather than as the first key that passes,
- * so a head whose first token is no sink keeps all its hidden sinks. A head's score (HeadScores.scores) is the
- * largest mean received attention of any key after the first, averaged over the prompts: above the threshold on a
- * prompt exactly when the head has a hidden sink there (HeadScores.threshold is the same 0.1). Per prompt the details
- * list each head's sinks (position, token id, mean received attention) and the share of the head's attention mass,
- * over all query rows, that lands on them. Summaries of the paper state its rule as a multiple α of the uniform
- * share 1/N (the paper's own text could not be read when this was written: check it before relying on `alpha`);
- * `alpha` > 0 applies that form (sink when the mean exceeds alpha / N) in place of the official code's fixed
- * threshold, which then varies with the prompt (no HeadScores.threshold). Attention is read block by block through an AttentionObserver
- * during a chunked prefill on a fresh cache (entry index = position), never as a tokens × tokens matrix.
+ *  - the first key that passes is not counted (`indices = indices[1:]`): the first token wherever that token is
+ *    itself a sink, as it is in every trained model (the attention sink of StreamingLLM); the paper's hidden sinks are
+ *    the ones after it. When the first token does not pass, the first hidden sink is the one left out, as there.
+ * Checked against the official code (GATECH-EIC/ACT at a267af7, models/llama_modelling_aug.py): the threshold is the
+ * fixed THRES on the mean received attention, with no dependence on the prompt's length (an earlier version of this
+ * file also offered a multiple α of 1/N, from summaries of the paper: the official code has no such form, and it was
+ * removed). On short prompts the rule flags many heads: the last keys are seen by few rows, so their mean is the
+ * attention of a row or two (the key N − 1 is a sink when the last row gives itself more than 0.1), as in the
+ * official code, which runs it on prompts of a few dozen to a few hundred tokens.
+ * A head's score (HeadScores.scores) is the largest mean received attention of any key but the first that passes
+ * (of every key when none does), averaged over the prompts: above the threshold on a prompt exactly when the head has
+ * a hidden sink there (HeadScores.threshold is the same 0.1). Per prompt the details list each head's sinks
+ * (position, token id, mean received attention) and the share of the head's attention mass, over all query rows,
+ * that lands on them. Attention is read block by block through an AttentionObserver during a chunked prefill on a
+ * fresh cache (entry index = position), never as a tokens × tokens matrix.
  */
 import type { AttentionBlock, AttentionObserver } from '../backend/backend.js';
 import { check } from '../errors.js';
@@ -33,13 +36,24 @@ import type { HeadScores, ProbeOptions } from './probe.js';
 export interface SinkOptions {
   /** A key is a sink when its mean received attention exceeds this (0.1). */
   threshold?: number;
-  /** When > 0: the threshold is alpha / N for a prompt of N tokens instead (0: off). */
-  alpha?: number;
   /** Prefill chunk (tokens per forward). */
   chunkSize?: number;
 }
 
-export const SINK_DEFAULTS = { threshold: 0.1, alpha: 0, chunkSize: 512 };
+/** THRES of the official scripts (scripts/calibration.sh, scripts/evaluation.sh). */
+export const SINK_THRESHOLD = 0.1;
+export const SINK_DEFAULTS = { threshold: SINK_THRESHOLD, chunkSize: 512 };
+
+/**
+ * The official selection over one head's keys: the indices whose mean received attention exceeds `threshold`,
+ * ascending, the first of them left out (`indices[1:]`). `means[k]` is key k's received attention divided by the
+ * number of rows that see it.
+ */
+export function sinkIndices(means: ArrayLike<number>, threshold: number): number[] {
+  const out: number[] = [];
+  for (let k = 0; k < means.length; k++) if (means[k] > threshold) out.push(k);
+  return out.slice(1);
+}
 
 export interface Sink {
   position: number;
@@ -54,7 +68,7 @@ export interface PromptSinks {
   sinks: Sink[][][];
   /** Per layer and query head: share of the attention mass (all N query rows) on the hidden sinks. */
   share: number[][];
-  /** Per layer and query head: the largest mean received attention of a key after the first. */
+  /** Per layer and query head: the largest mean received attention of a key but the first that passes. */
   strongest: number[][];
 }
 
@@ -94,17 +108,16 @@ export class SinkRecorder implements AttentionObserver {
   sinks(opts: SinkOptions = {}): PromptSinks {
     const o = { ...SINK_DEFAULTS, ...defined(opts) };
     const n = this.length;
-    const threshold = o.alpha > 0 ? o.alpha / n : o.threshold;
+    const threshold = o.threshold;
     const strongest = this.received.map((layer) => layer.map(() => 0));
     const sinks = this.received.map((layer, l) =>
       layer.map((sum, h) => {
-        const found: Sink[] = [];
-        for (let k = 1; k < n; k++) {
-          const mean = sum[k] / (n - k);
-          if (mean > strongest[l][h]) strongest[l][h] = mean;
-          if (mean > threshold) found.push({ position: k, mean });
-        }
-        return found;
+        const means = Float64Array.from(sum, (x, k) => x / (n - k));
+        const found = sinkIndices(means, threshold);
+        // The key the rule leaves out: the first that passes, or none.
+        const left = means.findIndex((m) => m > threshold);
+        strongest[l][h] = means.reduce((best, m, k) => (k === left ? best : Math.max(best, m)), 0);
+        return found.map((position) => ({ position, mean: means[position] }));
       }),
     );
     const share = sinks.map((layer, l) => layer.map((found, h) => found.reduce((s, x) => s + this.received[l][h][x.position], 0) / n));
@@ -116,7 +129,6 @@ export class SinkRecorder implements AttentionObserver {
 export function promptSinks(lm: LoadedModel, ids: ArrayLike<number>, opts: SinkOptions = {}): PromptSinks {
   const o = { ...SINK_DEFAULTS, ...defined(opts) };
   check(o.threshold >= 0 && o.threshold <= 1, `sinks: threshold must be in [0, 1], got ${o.threshold}`);
-  check(o.alpha >= 0 && Number.isFinite(o.alpha), `sinks: alpha must be ≥ 0, got ${o.alpha}`);
   check(Number.isInteger(o.chunkSize) && o.chunkSize > 0, `sinks: chunkSize must be a whole number > 0, got ${o.chunkSize}`);
   const recorder = new SinkRecorder(lm.config, ids.length);
   prefill(lm.model, lm.model.makeCache(), ids, { chunkSize: o.chunkSize, observer: recorder });
@@ -159,10 +171,10 @@ export function sinkScores(
     layers: c.numLayers,
     heads: c.numHeads,
     scores,
-    threshold: o.alpha > 0 ? undefined : o.threshold,
+    threshold: o.threshold,
     samples: prompts.length,
     details: {
-      rule: o.alpha > 0 ? `mean received attention > ${o.alpha}/N` : `mean received attention > ${o.threshold}`,
+      rule: `mean received attention > ${o.threshold}, the first key that passes left out`,
       prompts: perPrompt.map(({ ids, found }) => ({
         tokens: found.tokens,
         threshold: found.threshold,

@@ -3,6 +3,7 @@
  * matrix product for the whole batch), and attention runs per sequence over that sequence's own cache.
  */
 import type { AttentionKernelSpec } from '../attention/kernels/index.js';
+import { isRemap, type RemappedReads } from '../attention/remap.js';
 import type { AttentionObserver, Backend } from '../backend/backend.js';
 import type { KVCache, LayerCache } from '../cache/kv-cache.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -20,9 +21,15 @@ export interface SequenceStep {
 
 /**
  * The ascending entry indices this call's queries read, one list per KV head of the layer or one per query head
- * (null: all), or undefined for full attention.
+ * (null: all), or remapped reads (per query row and query head, spans of entries and the positions they are read
+ * at: attention/remap.ts), or undefined for full attention.
  */
-export type SelectEntries = (layer: number, queries: Float32Array, positions: Int32Array, cache: LayerCache) => (Int32Array | null)[] | undefined;
+export type SelectEntries = (
+  layer: number,
+  queries: Float32Array,
+  positions: Int32Array,
+  cache: LayerCache,
+) => (Int32Array | null)[] | RemappedReads | undefined;
 
 /** Row ranges and positions of each sequence within the batch. */
 export class BatchLayout {
@@ -81,11 +88,14 @@ export class BatchLayout {
       const hostQ = s.observer?.queries || s.select ? b.read(qs) : undefined;
       if (hostQ) s.observer?.queries?.(layer, hostQ, this.positions[i]);
       b.appendKv(cache, slice(k), slice(v), this.positions[i]);
-      const lists = s.select?.(layer, hostQ!, this.positions[i], cache);
+      const chosen = s.select?.(layer, hostQ!, this.positions[i], cache);
+      const lists = isRemap(chosen) ? undefined : chosen;
       // One list per KV head, or one per query head (the selector's choice; with as many of each they mean the same).
       const perQuery = lists !== undefined && lists.length !== cache.heads.length;
       // Lists that restrict nothing run the grouped path (a query head alone per product is slower, same result).
-      const visibility = !lists || lists.every((l) => l === null) ? {} : perQuery ? { queryEntries: lists } : { entries: lists };
+      const visibility = isRemap(chosen)
+        ? { remap: chosen }
+        : !lists || lists.every((l) => l === null) ? {} : perQuery ? { queryEntries: lists } : { entries: lists };
       return b.attention(qs, cache, this.positions[i], { layer, ...opts, observer: s.observer, ...visibility });
     });
     return parts.length === 1 ? parts[0] : b.concatRows(parts);

@@ -50,6 +50,8 @@ import { LUKV_DEFAULT_EPSILON, LUKV_DEFAULTS, LUKVPress, readBudgetCurve } from 
 import { QFilterPress, readQFilters } from './qfilter.js';
 import { RESTOREKV_DEFAULTS, readRestoreAdapter, RestoreKVPress } from './restorekv.js';
 import { THINK_DEFAULTS, ThinKPress } from './think.js';
+import { duoAttentionFrom } from './duo-attention.js';
+import { RAZOR_DEFAULTS, RazorAttentionPress } from './razor-attention.js';
 
 export interface OptionSpec {
   default: number | string;
@@ -74,6 +76,11 @@ export interface PressEntry {
   decode?(options: Record<string, number | string>): CompressionPlan['decode'];
   /** Its presses set their own size (Press.sizesItself): they take no --ratio or --budget. */
   sizesItself?: boolean;
+  /**
+   * What its --ratio is the share of, where it is not the KV entries removed (DuoAttention: 'KV heads made
+   * streaming'); budgets are then labelled with it instead of "% kept".
+   */
+  ratioOf?: string;
 }
 
 const num = (o: Record<string, number | string>, k: string) => Number(o[k]);
@@ -687,6 +694,51 @@ export const PRESSES: PressEntry[] = [
       }),
   },
   // -- end draft
+  // -- heads (issue 12): duo-attention
+  {
+    name: 'duo-attention',
+    summary: 'retrieval heads (highest trained gates) keep every entry; the --ratio share of KV heads, streaming, keep their sinks and a recent window',
+    source: 'Xiao et al. 2024 (DuoAttention), arXiv 2410.10819; mit-han-lab/duo-attention; kvpress DuoAttentionPress',
+    options: {
+      pattern: { default: '', description: 'pattern directory in the official format: config.json (sink_size, recent_size) + full_attention_heads.tsv (layers × KV heads gates)', kind: 'string', required: true },
+      'sink-size': { default: '', description: "initial entries a streaming head keeps (default: the pattern's sink_size)", kind: 'string' },
+      'recent-size': { default: '', description: "most recent entries a streaming head keeps (default: the pattern's recent_size)", kind: 'string' },
+    },
+    create: (o) => duoAttentionFrom(o),
+    ratioOf: 'KV heads made streaming',
+    // The official streaming cache rolls at every decoding step: back to sink + recent.
+    decode: () => ({ every: 1 }),
+  },
+  // -- heads (issue 12): razor-attention
+  {
+    name: 'razor-attention',
+    summary: 'retrieval heads (echo and induction heads) keep every entry; every other head keeps its sinks and recent entries and folds the rest into one compensation token (mean key and value, weighted by their count)',
+    source: 'Tang et al. 2024 (RazorAttention), arXiv 2407.15891; no official code (profile as Huawei msModelSlim / MindSpore Golden Stick)',
+    options: {
+      sinks: { default: RAZOR_DEFAULTS.sinks, description: 'initial entries a non-retrieval head keeps (N0)', kind: 'int' },
+      'min-window': { default: RAZOR_DEFAULTS.minWindow, description: "least entries a non-retrieval head keeps (the paper's S0)", kind: 'int' },
+      budget: { default: RAZOR_DEFAULTS.budget, description: 'cache: the whole cache holds the budget (retrieval heads paid by the others); heads: each non-retrieval head does', kind: 'string' },
+      compensate: { default: String(RAZOR_DEFAULTS.compensate), description: 'fold the dropped entries into a compensation token (false: drop them)', kind: 'bool' },
+      heads: { default: RAZOR_DEFAULTS.heads, description: "retrieval heads: attend heads --probe echo JSON or Golden Stick's {layer: [KV heads]} (default: probe the model)", kind: 'string' },
+      'echo-share': { default: RAZOR_DEFAULTS.echoShare, description: 'share of KV heads kept as echo heads by the probe', kind: 'number' },
+      'induction-share': { default: RAZOR_DEFAULTS.inductionShare, description: 'share of KV heads kept as induction heads by the probe', kind: 'number' },
+      'probe-length': { default: RAZOR_DEFAULTS.probeLength, description: 'random ids per copy of the probe (0: 2500 where they fit, else 64)', kind: 'int' },
+      'probe-low': { default: RAZOR_DEFAULTS.probeLow, description: 'lowest id of the probe (0: 10000 where it fits, else 1000)', kind: 'int' },
+    },
+    create: (o) =>
+      new RazorAttentionPress({
+        sinks: num(o, 'sinks'),
+        minWindow: num(o, 'min-window'),
+        budget: String(o.budget) as 'cache' | 'heads',
+        compensate: num(o, 'compensate') === 1,
+        heads: String(o.heads),
+        echoShare: num(o, 'echo-share'),
+        inductionShare: num(o, 'induction-share'),
+        probeLength: num(o, 'probe-length'),
+        probeLow: num(o, 'probe-low'),
+      }),
+  },
+  // -- end heads
 ];
 
 export function pressEntry(name: string): PressEntry {

@@ -1,7 +1,9 @@
 /** The selectors, by name: one file each plus one line here. */
 import { AttendError } from '../errors.js';
+import { LongHeadsSelector } from './longheads.js';
 import { QuestSelector } from './quest.js';
 import { RecycledAttentionSelector } from './recycled-attention.js';
+import { RetrievalAttentionSelector } from './retrieval-attention.js';
 import type { Selector } from './selector.js';
 import { TidalDecodeSelector } from './tidal-decode.js';
 
@@ -39,6 +41,33 @@ export const SELECTORS: Record<string, SelectorEntry> = {
       threshold: 'with dynamic=1: query cosine similarity to the last full step below which a full step runs (0.8)',
     },
     make: (o) => new RecycledAttentionSelector(o),
+  },
+  longheads: {
+    summary: 'each head reads the first chunk, the last ones and the chunks whose summary best meets its query, remapped side by side inside the trained length (prefill and decoding)',
+    source: 'Lu et al. 2024 (arXiv 2402.10685); LuLuLuyi/LongHeads',
+    options: {
+      budget: "tokens each head reads, atten_length L (default the model's trained length in whole chunks)",
+      window: 'positions per chunk, window_size (256)',
+      begin: 'sequence length from which heads select, begin_selective_length (default L)',
+    },
+    make: (o) => new LongHeadsSelector(o),
+  },
+  'retrieval-attention': {
+    summary: 'each query head reads the first and the most recent entries, and the top-k of the others by q·k found in a vector index per KV head, built with the prefill queries (attention-aware, RoarGraph-style)',
+    source: 'Liu et al. 2024 (arXiv 2409.10516); microsoft/RetrievalAttention (index: matchyc/RoarGraph)',
+    options: {
+      budget: 'entries retrieved from the index per query head and step, top-k (100); the step reads sinks + window + budget',
+      sinks: 'first entries always read (128)',
+      window: 'last entries always read (512)',
+      baseline: '1: a standard HNSW index on the keys alone from usearch (optional dependency) instead (0)',
+      nq: 'index: nearest keys linked per prefill query (100)',
+      degree: 'index: projection out-degree M (35)',
+      buildList: 'index: candidate list of the build searches L (500)',
+      searchList: 'candidate list of a decoding search (100; at least budget; the baseline: expansion_search)',
+      trainQueries: 'index: at most this many prefill queries per KV head, the latest (0: all)',
+      denseLayers: 'first layers at full attention (0)',
+    },
+    make: (o) => new RetrievalAttentionSelector(o),
   },
 };
 

@@ -169,6 +169,51 @@ export function conformance(name: string, make: () => Backend, opts: Conformance
     }
   });
 
+  test(`${name} conforms: remapped reads (per-head spans at shifted positions, attention/remap.ts) as the reference backend's; zero shifts over every entry are plain causal attention (f32, bf16)`, () => {
+    const b = make();
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const layers = [LayerCache.empty(2, 8, dtype), LayerCache.empty(2, 8, dtype)];
+      const positions = Int32Array.from({ length: 24 }, (_, i) => i);
+      const [k, v] = [t(24, 16, 70), t(24, 16, 71)];
+      b.appendKv(layers[0], k, v, positions);
+      ref.appendKv(layers[1], k, v, positions);
+      // 3 rows × 4 query heads over 2 KV heads; rotary on the first 6 of 8 dims (partial rotary).
+      const q = t(3, 32, 72, 2);
+      const qPos = Int32Array.from([21, 22, 23]);
+      const inverseFrequencies = Float32Array.from([1, 0.2, 0.03]);
+      // Unit u = row·4 + head: spans [start, end) and their key shifts; the last span of a row runs past it (causal clips).
+      const spans: [number, number, number][][] = Array.from({ length: 12 }, (_, u) =>
+        u % 3 === 0 ? [[0, 4, 0], [8, 12, -3], [20, 24, -9]] : u % 3 === 1 ? [[0, 4, 0], [12, 16, -7], [20, 24, -9]] : [[4, 8, 2], [20, 24, -9]]);
+      const flat = spans.flat();
+      const remap = {
+        offsets: Int32Array.from([0, ...spans.map((_, u) => spans.slice(0, u + 1).flat().length)]),
+        starts: Int32Array.from(flat.map((x) => x[0])),
+        ends: Int32Array.from(flat.map((x) => x[1])),
+        keyShifts: Int32Array.from(flat.map((x) => x[2])),
+        queryShifts: Int32Array.from({ length: 12 }, (_, u) => -9 - (u % 2)),
+        inverseFrequencies,
+      };
+      for (const kernel of [undefined, { name: 'sigmoid' as const, bias: -1 }]) {
+        const opts = { layer: 0, scale: 0.3, window: null, remap, ...(kernel ? { kernel } : {}) };
+        close(b.scope(() => b.attention(q, layers[0], qPos, opts)), ref.attention(q, layers[1], qPos, opts), tol, `remapped attention ${dtype} ${kernel?.name ?? 'softmax'}`);
+      }
+      // Every entry in chunk-sized spans, nothing shifted: the causal attention of the plain path.
+      const whole = {
+        offsets: Int32Array.from({ length: 13 }, (_, u) => 3 * u),
+        starts: Int32Array.from({ length: 36 }, (_, s) => 8 * (s % 3)),
+        ends: Int32Array.from({ length: 36 }, (_, s) => 8 * (s % 3) + 8),
+        keyShifts: new Int32Array(36),
+        queryShifts: new Int32Array(12),
+        inverseFrequencies,
+      };
+      const plain = ref.attention(q, layers[1], qPos, { layer: 0, scale: 0.3, window: null });
+      for (const [be, layer] of [[b, layers[0]], [ref, layers[1]]] as const) {
+        close(be.scope(() => be.attention(q, layer, qPos, { layer: 0, scale: 0.3, window: null, remap: whole })), plain, tol, `remapped reads without shifts (${be.name}, ${dtype})`);
+      }
+      assert.throws(() => b.attention(q, layers[0], qPos, { layer: 0, scale: 0.3, window: 4, remap }), /remapped reads replace/);
+    }
+  });
+
   test(`${name} conforms: head memory writeValues and renumber (key rerotation) as the reference backend's (f32, bf16)`, () => {
     const b = make();
     for (const dtype of ['f32', 'bf16'] as const) {

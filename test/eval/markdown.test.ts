@@ -92,3 +92,18 @@ test('the closing sentence: what the table shows and cannot, from the results al
   const pooled = reused.map((c) => ({ ...c, task: 'wording_single' }));
   assert.match(closingText(summarise(pooled)), /n = 40 independent prompts/);
 });
+
+test('one method run with two option sets gets a row each, named by its options; a ratio of heads says so', () => {
+  const withPattern = (pattern: string, accuracy: number, seed: number): CellResult =>
+    ({ ...cell('passkey', 1024, 0, 'duo-attention', accuracy, seed), options: { pattern } });
+  const s = summarise([cell('passkey', 1024, 0, 'full', 1), withPattern('a', 1, 1), withPattern('a', 1, 2), withPattern('b', 0, 1)]);
+  const rows = s.accuracy.map((r) => [r.method, r.variant, r.budget, r.n, r.accuracy]);
+  assert.deepEqual(rows, [
+    ['full', '', '100% kept', 1, 1],
+    ['duo-attention', 'pattern=a', '50% of KV heads made streaming, query-agnostic', 2, 1],
+    ['duo-attention', 'pattern=b', '50% of KV heads made streaming, query-agnostic', 1, 0],
+  ]);
+  assert.match(formatSummary(s), /duo-attention \(pattern=b\)/);
+  // One option set: the method's name alone.
+  assert.equal(summarise([withPattern('a', 1, 1)]).accuracy[0]!.variant, '');
+});

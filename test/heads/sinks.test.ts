@@ -1,13 +1,13 @@
 /**
  * Hidden attention sinks (heads/sinks.ts, ACT): the official rule worked by hand on constructed attention blocks
- * (mean received attention over the rows that see a key, above 0.1, the first token left out), and a short
+ * (mean received attention over the rows that see a key, above 0.1, the first key that passes left out), and a short
  * attend-mini run whose scores are finite, of the right shape, and show a hidden sink.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AttentionBlock } from '../../src/backend/backend.js';
 import { PROBES } from '../../src/heads/registry.js';
-import { SINK_PROMPTS, SinkRecorder, sinkScores } from '../../src/heads/sinks.js';
+import { SINK_PROMPTS, SinkRecorder, sinkIndices, sinkScores } from '../../src/heads/sinks.js';
 import { loadModel } from '../../src/models/load.js';
 
 /** One KV head with two query heads: `rows[t][g]` is query head g's row at position positions[t], `cols` wide. */
@@ -27,26 +27,27 @@ function recorded(): SinkRecorder {
   return rec;
 }
 
-test('sinks by hand: mean received over the rows that see the key, above 0.1, after the first token', () => {
+test('sinks by hand: mean received over the rows that see the key, above 0.1, the first key that passes left out', () => {
   const found = recorded().sinks();
   const near = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-6, `${a} ≠ ${b}`);
   assert.equal(found.threshold, 0.1);
-  // Head 0: keys 1 (0.533) and 3 (0.25) pass; key 2 (0.075) does not; key 0 (0.5) is the first token.
+  // Head 0: keys 0 (0.5), 1 (0.533) and 3 (0.25) pass; key 2 (0.075) does not; key 0, the first to pass, is left out.
   assert.deepEqual(found.sinks[0][0].map((s) => s.position), [1, 3]);
   near(found.sinks[0][0][0].mean, 1.6 / 3);
   near(found.sinks[0][0][1].mean, 0.25);
   // Their share of the head's attention mass: (1.6 + 0.25) / 4 rows.
   near(found.share[0][0], (1.6 + 0.25) / 4);
   near(found.strongest[0][0], 1.6 / 3);
-  // Head 1: no hidden sink; its strongest key after the first is key 1.
+  // Head 1: no hidden sink; its strongest key but the first token (the one that passes) is key 1.
   assert.deepEqual(found.sinks[0][1], []);
   near(found.share[0][1], 0);
   near(found.strongest[0][1], 0.17 / 3);
-  // Another threshold; alpha / N (1 / 4 = 0.25) with a strict "exceeds": key 3 at exactly 0.25 is out.
+  // Another threshold, strictly exceeded: at 0.3 only keys 0 and 1 pass, and 0 is left out.
   assert.deepEqual(recorded().sinks({ threshold: 0.3 }).sinks[0][0].map((s) => s.position), [1]);
-  const byAlpha = recorded().sinks({ alpha: 1 });
-  assert.equal(byAlpha.threshold, 0.25);
-  assert.deepEqual(byAlpha.sinks[0][0].map((s) => s.position), [1]);
+  // At 0.52 only key 1 passes, and as the first that passes it is left out (the official indices[1:]): no sink.
+  assert.deepEqual(recorded().sinks({ threshold: 0.52 }).sinks[0][0], []);
+  near(recorded().sinks({ threshold: 0.52 }).strongest[0][0], 0.5);
+  assert.deepEqual(sinkIndices([0.05, 0.2, 0.01, 0.3, 0.1], 0.1), [3], 'the first passing key (1) left out, 0.1 itself not above');
   assert.throws(() => recorded().observe({ ...block([3], [[[0], [0]]], 1), groupSize: 1 }), /whole KV groups/);
 });
 

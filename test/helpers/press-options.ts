@@ -48,4 +48,11 @@ export const CONTRACT_OPTIONS: Record<string, Record<string, string | number>> =
   // draft: SpecKV drafts with another parity checkpoint of the same tokenizer; its window (32 + 1) must be shorter than
   // the 8 tokens of the first chunk, and a short lookahead keeps the per-compression drafting cheap.
   speckv: { draft: join(import.meta.dirname, '..', 'fixtures', 'parity', 'llama3-mqa'), window: 2, lookahead: 3 },
+  // heads: DuoAttention's hand-made pattern for llama-gqa-tied (sink 2, recent 4: streaming heads drop entries in 40 tokens).
+  'duo-attention': { pattern: join(import.meta.dirname, '..', 'fixtures', 'duo-attention', 'llama-gqa-tied') },
+  // heads: RazorAttention with no retrieval heads (its probe would make one of the 4 KV heads one, which keeps all 40
+  // tokens, past any per-head budget), so that every head keeps sinks, the compensation token and a window within the
+  // budget while the token is folded again after every chunk and step; test/presses/razor-attention.test.ts checks
+  // the retrieval heads and the budget over the whole cache.
+  'razor-attention': { 'induction-share': 0, 'echo-share': 0 },
 };

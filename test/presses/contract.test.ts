@@ -13,6 +13,7 @@ import { prefill } from '../../src/generate/prefill.js';
 import { loadModel } from '../../src/models/load.js';
 import { newCache } from '../../src/models/model.js';
 import type { Budget } from '../../src/presses/budget.js';
+import { roundHalfEven } from '../../src/presses/lukv.js';
 import { PRESSES, resolveOptions } from '../../src/presses/registry.js';
 import { CompressionSession } from '../../src/presses/runner.js';
 import { argmax } from '../helpers/argmax.js';
@@ -59,6 +60,21 @@ const ONCE = new Set(['restorekv']);
  * ⌊headDim·r⌋, from every entry held (channelBreaches checks that instead of the entries' budget).
  */
 const KEY_CHANNELS = new Set(['think']);
+
+/**
+ * Presses whose --ratio is the share of KV heads they compress (DuoAttention: the round(R·layers·heads) streaming heads
+ * keep sinks and a recent window, every other head keeps all it saw). They run under the ratio only (a token budget
+ * names no share of heads), and the budget holds when at most that many heads hold fewer entries than the tokens
+ * seen; test/presses/duo-attention.test.ts checks what each head keeps.
+ */
+const HEAD_SHARE = new Set(['duo-attention']);
+
+function headShareBreaches(cache: KVCache, budget: Budget, when: string): string[] {
+  const ratio = 'ratio' in budget ? budget.ratio : NaN;
+  const allowedHeads = roundHalfEven(numLayers * numKvHeads * ratio);
+  const short = cache.layers.flatMap((l, layer) => l.heads.flatMap((head, h) => (head.length < cache.seenTokens ? [`${layer}.${h}`] : [])));
+  return short.length > allowedHeads ? [`${when}: ${short.length} heads hold fewer than the ${cache.seenTokens} tokens seen (${short}), the ratio allows ${allowedHeads}`] : [];
+}
 
 /**
  * Breaches of a key-channel press's budget: an entry dropped, or (`fresh` entries appended since the last
@@ -143,7 +159,7 @@ function finite(logits: Float32Array, when: string): Float32Array {
 
 for (const entry of PRESSES) {
   if (ONCE.has(entry.name)) continue;
-  for (const budget of entry.sizesItself ? [undefined] : BUDGETS) {
+  for (const budget of entry.sizesItself ? [undefined] : HEAD_SHARE.has(entry.name) ? BUDGETS.filter((b) => 'ratio' in b) : BUDGETS) {
     const label = !budget ? 'its own size' : 'ratio' in budget ? `ratio ${budget.ratio}` : `${budget.tokens} tokens`;
     test(`${entry.name}, ${label}: chunked prefill and decoding keep the contract`, () => {
       const options = resolveOptions(entry, OPTIONS[entry.name] ?? {});
@@ -160,9 +176,12 @@ for (const entry of PRESSES) {
           const when = `after the chunk ending at ${end}`;
           // The chunk is in: at most the budget of the tokens before it, plus the chunk.
           const channels = KEY_CHANNELS.has(entry.name);
-          if (budget && !channels) breaches.push(...overBudget(entry.name, cache, allowed(budget, seen) + (end - seen), `${when}, before compression`));
+          const heads = HEAD_SHARE.has(entry.name);
+          if (budget && heads) breaches.push(...headShareBreaches(cache, budget, `${when}, before compression`));
+          else if (budget && !channels) breaches.push(...overBudget(entry.name, cache, allowed(budget, seen) + (end - seen), `${when}, before compression`));
           checkFreed(cache, session, when, () => session.afterChunk(end, ids.length));
-          if (budget) breaches.push(...(channels ? channelBreaches(cache, budget, 0, when) : overBudget(entry.name, cache, allowed(budget, end), when)));
+          if (budget && heads) breaches.push(...headShareBreaches(cache, budget, when));
+          else if (budget) breaches.push(...(channels ? channelBreaches(cache, budget, 0, when) : overBudget(entry.name, cache, allowed(budget, end), when)));
           checkPositions(cache, when);
           seen = end;
         },
@@ -179,7 +198,8 @@ for (const entry of PRESSES) {
         const when = `decoding step ${s}`;
         logits = finite(lm.model.forward([argmax(logits)], cache, { lastOnly: true, observer: session.observer }).f32, when);
         checkFreed(cache, session, when, () => session.afterDecodeStep());
-        if (budget && KEY_CHANNELS.has(entry.name)) breaches.push(...channelBreaches(cache, budget, s % every, when));
+        if (budget && HEAD_SHARE.has(entry.name)) breaches.push(...headShareBreaches(cache, budget, when));
+        else if (budget && KEY_CHANNELS.has(entry.name)) breaches.push(...channelBreaches(cache, budget, s % every, when));
         else if (budget) breaches.push(...overBudget(entry.name, cache, target + (s % every), when));
         checkPositions(cache, when);
       }
@@ -192,5 +212,5 @@ for (const entry of PRESSES) {
 
 test('the options and shared budgets above name registered presses', () => {
   const names = new Set(PRESSES.map((p) => p.name));
-  for (const name of [...Object.keys(OPTIONS), ...Object.keys(SHARED), ...DECODING_ONLY, ...KEY_CHANNELS]) assert.ok(names.has(name), name);
+  for (const name of [...Object.keys(OPTIONS), ...Object.keys(SHARED), ...DECODING_ONLY, ...KEY_CHANNELS, ...HEAD_SHARE]) assert.ok(names.has(name), name);
 });

@@ -33,8 +33,9 @@ test('the options above name registered presses', () => {
 
 // Presses that set their own size take no ratio (test/presses/decoding.test.ts tests them); key rerotation renumbers
 // the kept entries 0…n−1 by design (test/presses/structure.test.ts); ThinK prunes key channels, not entries
-// (test/presses/think.test.ts); RestoreKV adds its restore tokens' entries at new positions (test/presses/trained.test.ts).
-const OWN_LAYOUT = new Set(['key-rerotation', 'think', 'restorekv']);
+// (test/presses/think.test.ts); RestoreKV adds its restore tokens' entries at new positions (test/presses/trained.test.ts);
+// DuoAttention's ratio is a share of KV heads, not of entries (test/presses/duo-attention.test.ts checks its bytes).
+const OWN_LAYOUT = new Set(['key-rerotation', 'think', 'restorekv', 'duo-attention']);
 for (const { name } of PRESSES.filter((p) => !p.sizesItself && !OWN_LAYOUT.has(p.name))) {
   test(`${name}: ratio 0.5 really halves the bytes held, positions stay original`, () => {
     const cache = newCache(lm.config);

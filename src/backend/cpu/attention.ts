@@ -26,10 +26,12 @@ import type { AttentionOptions } from '../backend.js';
 import type { LayerCache } from '../../cache/kv-cache.js';
 import { type MatmulPath, matmulNN, matmulTransB, onCallingThread } from './matmul.js';
 import { acquireWorkspace, releaseWorkspace, type SoftmaxPath } from './attention/softmax.js';
+import { remappedAttention } from './attention/remapped.js';
 import { widenHalf } from './convert/half.js';
 import type { DType } from '../../tensor/dtype.js';
 import { SOFTMAX } from '../../attention/kernels/index.js';
 import { checkTree, isAncestor } from '../../attention/visibility.js';
+import { ENTRY_LOG_WEIGHT } from '../../cache/head-memory.js';
 import { hostHead } from '../../cache/head-store.js';
 import { countUpTo, indexIn } from '../../cache/positions.js';
 
@@ -174,6 +176,8 @@ function run(
     throw new Error(`the ${kernel.name} attention kernel has no probabilities for an observer to read`);
   }
   if (opts.tree) checkTree(opts.tree, rows);
+  // Remapped reads (a selector's per-head positions, attention/remap.ts) have their own path.
+  if (opts.remap) return remappedAttention(q, rows, numHeads, layer, positions, opts, out, ws, path);
   const los = buf.lo.get(rows);
   const his = buf.hi.get(rows);
   // Units of work: a KV head with its whole group of query heads (one product for the group), or, with per-query-head
@@ -189,6 +193,10 @@ function run(
     const cd = count * d;
     const head = hostHead(layer.heads[g]);
     const list = (perQuery ? opts.queryEntries![u] : opts.entries?.[g]) ?? null;
+    // Entries that stand for several tokens (ENTRY_LOG_WEIGHT: a compensation token) add the log of that count to
+    // their scores before the softmax.
+    const logWeights = head.hasStat(ENTRY_LOG_WEIGHT) ? head.stat(ENTRY_LOG_WEIGHT) : null;
+    if (logWeights && kernel.name !== 'softmax') throw new Error(`entries weighted by a token count (${ENTRY_LOG_WEIGHT}) need the softmax kernel, not ${kernel.name}`);
     // The entries this head reads: a prefix of the head (a view), or the listed ones gathered (a selector's).
     const entryPositions = list ? gatherPositions(head.positions, list, buf.pos) : head.positions;
     // Entries [lo, hi) of that sequence that each query token sees (positions need not be sorted).
@@ -266,6 +274,7 @@ function run(
           }
         }
       }
+      if (logWeights) addLogWeights(scores, n, w, c0, list, logWeights);
       if (kernel.name === 'softmax') {
         if (treeCols) maskTree(scores, w, c0, t0, t1, count, los, his, treeCols, opts.tree!.parents, MASKED);
         block.run();
@@ -319,6 +328,15 @@ function addReceived(
   for (let t = t0; t < t1; t++) {
     const visible = head.visibleUpTo(positions[t]);
     for (let i = 0; i < visible; i++) count[i] += group;
+  }
+}
+
+/** Adds each column's entry log weight (ENTRY_LOG_WEIGHT) to every row's score of the block; zero weights add nothing. */
+function addLogWeights(scores: Float32Array, n: number, w: number, c0: number, list: Int32Array | null, logWeights: Float32Array): void {
+  for (let c = 0; c < w; c++) {
+    const lw = logWeights[list ? list[c0 + c] : c0 + c];
+    if (lw === 0) continue;
+    for (let r = 0; r < n; r++) scores[r * w + c] += lw;
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import type { CellResult } from '../types.js';
 import { isSelectorMethod } from '../sweep-config.js';
+import { PRESSES } from '../../presses/registry.js';
 import { keptLabel } from '../summary.js';
 
 export interface Row {
@@ -59,6 +60,9 @@ function settingParts(cell: CellResult): Record<string, string> {
 function budgetOf(cell: CellResult): Pick<Row, 'budget' | 'budgetKind' | 'kept'> {
   const b = cell.budget;
   if (b && 'ratio' in b && Number.isFinite(b.ratio)) {
+    // A ratio of something else than entries (DuoAttention's KV heads): said so; plotted at 1 − ratio all the same.
+    const ratioOf = PRESSES.find((p) => p.name === cell.method)?.ratioOf;
+    if (ratioOf) return { budget: `${Number((b.ratio * 100).toFixed(1))}% of ${ratioOf}`, budgetKind: 'ratio', kept: 1 - b.ratio };
     return { budget: keptLabel(b), budgetKind: 'ratio', kept: 1 - b.ratio };
   }
   if (b && 'tokens' in b && Number.isFinite(b.tokens)) {
