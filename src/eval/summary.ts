@@ -13,9 +13,14 @@ import { isSelectorMethod } from './sweep-config.js';
 import { TASKS } from './tasks/index.js';
 import type { CellResult } from './types.js';
 
-/** A budget as the share (or number of tokens) of the KV kept: '100% kept' (full KV), '50% kept', '512 tokens kept'. */
-export function keptLabel(budget: CellResult['budget']): string {
+/**
+ * A budget as the share (or number of tokens) of the KV kept: '100% kept' (full KV), '50% kept', '512 tokens kept';
+ * for a press whose ratio is the share of something else (PressEntry.ratioOf), that share: '50% of KV heads made streaming'.
+ */
+export function keptLabel(budget: CellResult['budget'], method?: string): string {
   if (!budget) return '100% kept';
+  const ratioOf = method === undefined ? undefined : PRESSES.find((p) => p.name === method)?.ratioOf;
+  if ('ratio' in budget && ratioOf) return `${Number((budget.ratio * 100).toFixed(1))}% of ${ratioOf}`;
   if ('ratio' in budget) return `${Number(((1 - budget.ratio) * 100).toFixed(1))}% kept`;
   return `${budget.tokens} tokens kept`;
 }
@@ -27,13 +32,11 @@ export function keptLabel(budget: CellResult['budget']): string {
 export function budgetLabel(r: Pick<CellResult, 'budget' | 'during' | 'queryAware' | 'within'> & { method?: string }): string {
   const when = `${r.during === 'chunks' ? ', per chunk' : ''}, ${r.queryAware ? 'query-aware' : 'query-agnostic'}`;
   if (!r.budget) return r.method && r.method !== 'full' && !isSelectorMethod(r.method) ? `own size${when}` : keptLabel(null);
-  const ratioOf = r.method ? PRESSES.find((p) => p.name === r.method)?.ratioOf : undefined;
-  if (ratioOf && 'ratio' in r.budget) return `${Number((r.budget.ratio * 100).toFixed(1))}% of ${ratioOf}${when}`;
   if (r.method && isSelectorMethod(r.method) && 'tokens' in r.budget) {
     const read = `${r.budget.tokens} tokens read per step`;
     return r.within ? `${keptLabel({ ratio: r.within.ratio })} by ${r.within.press}${when}, ${read}` : `100% kept, ${read}`;
   }
-  return `${keptLabel(r.budget)}${when}`;
+  return `${keptLabel(r.budget, r.method)}${when}`;
 }
 
 export const QUERY_NOTE = 'query-aware: the question was in the cache when the press compressed it, so the press could see what is asked; '

@@ -4,8 +4,7 @@
  */
 import type { CellResult } from '../types.js';
 import { isSelectorMethod } from '../sweep-config.js';
-import { PRESSES } from '../../presses/registry.js';
-import { keptLabel } from '../summary.js';
+import { keptLabel, optionsText } from '../summary.js';
 
 export interface Row {
   cell: CellResult;
@@ -42,9 +41,6 @@ export function isPerplexityCell(cell: CellResult): boolean {
   return cell.task === 'perplexity' || typeof cell.metrics?.perplexity === 'number';
 }
 
-function optionsText(options: CellResult['options']): string {
-  return Object.entries(options ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(', ');
-}
 
 /** The parts of a cell's settings that can tell two runs of one method apart. */
 function settingParts(cell: CellResult): Record<string, string> {
@@ -60,10 +56,8 @@ function settingParts(cell: CellResult): Record<string, string> {
 function budgetOf(cell: CellResult): Pick<Row, 'budget' | 'budgetKind' | 'kept'> {
   const b = cell.budget;
   if (b && 'ratio' in b && Number.isFinite(b.ratio)) {
-    // A ratio of something else than entries (DuoAttention's KV heads): said so; plotted at 1 − ratio all the same.
-    const ratioOf = PRESSES.find((p) => p.name === cell.method)?.ratioOf;
-    if (ratioOf) return { budget: `${Number((b.ratio * 100).toFixed(1))}% of ${ratioOf}`, budgetKind: 'ratio', kept: 1 - b.ratio };
-    return { budget: keptLabel(b), budgetKind: 'ratio', kept: 1 - b.ratio };
+    // A ratio of something else than entries (DuoAttention's KV heads) is labelled so, and plotted at 1 − ratio all the same.
+    return { budget: keptLabel(b, cell.method), budgetKind: 'ratio', kept: 1 - b.ratio };
   }
   if (b && 'tokens' in b && Number.isFinite(b.tokens)) {
     if (isSelectorMethod(cell.method)) return { budget: `${b.tokens} tokens read per step`, budgetKind: 'tokens', kept: b.tokens };
