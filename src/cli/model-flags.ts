@@ -9,8 +9,11 @@ import { ablationHooks, parseHeads, withHooks } from '../models/model.js';
 import { createSelector, SELECTORS, type Selector } from '../selectors/registry.js';
 import { readActCalibration, withActCalibration } from '../heads/act-calibration.js';
 import { collect } from './options.js';
+import { DEVICES } from '../backend/devices.js';
 
 export interface ModelFlags {
+  /** cpu (default) or cuda (backend/devices.ts). */
+  device?: string;
   attention?: string;
   ablateHeads?: string;
   /** An ACT calibration file (heads/act-calibration.ts). */
@@ -24,6 +27,7 @@ export interface SelectorFlags {
 
 export function addModelFlags(command: Command): Command {
   return command
+    .option('--device <name>', `where the model runs: ${Object.keys(DEVICES).join(', ')} (default cpu)`)
     .option('--attention <kernel>', 'attention kernel: softmax (default), sigmoid, sigmoid:bias=B (docs/architecture.md)')
     .option('--ablate-heads <list>', 'zero these query heads\' outputs before the output projection: LAYER.HEAD[,…], from 0')
     .option('--act <file>', 'ACT attention calibration: scale the attention to hidden sinks in the heads FILE names (attend heads --probe sinks --calibrate-act FILE)');
@@ -53,7 +57,7 @@ export function selectorFrom(flags: SelectorFlags): Selector | undefined {
 
 /** Loads the model with the kernel and hooks the flags ask for; bad values are one-line errors. */
 export function loadWithFlags(dir: string, flags: ModelFlags): LoadedModel {
-  const lm = loadModel(dir, { attention: flags.attention });
+  const lm = loadModel(dir, { attention: flags.attention, device: flags.device });
   // ACT: the calibrated heads' outputs recomputed with their sinks' attention scaled; wrapped first, so that an
   // ablation of the same head (its hook runs after ACT's) still zeroes it.
   if (flags.act !== undefined) lm.model = withActCalibration(lm.model, readActCalibration(flags.act));

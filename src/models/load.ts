@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { cpuBackend } from '../backend/cpu/index.js';
+import { backendFor } from '../backend/devices.js';
 import { type GenerationDefaults, readGenerationConfig } from '../io/generation-config.js';
 import { SafetensorsArchive } from '../io/safetensors.js';
 import { TextTokenizer } from '../io/tokenizer.js';
@@ -23,6 +24,8 @@ export interface LoadedModel {
 
 export interface LoadOptions {
   backend?: Backend;
+  /** A device by name ('cpu', 'cuda': backend/devices.ts), when no backend is given. */
+  device?: string;
   /** The attention kernel to run instead of softmax: "sigmoid", "sigmoid:bias=-8", or a spec (attention/kernels/). */
   attention?: string | AttentionKernelSpec;
 }
@@ -66,7 +69,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
   try {
     const source = join(dir, archive.names().length ? 'model.safetensors' : '');
     const weights = new WeightReader(archive, source);
-    const backend = opts.backend ?? cpuBackend;
+    const backend = opts.backend ?? (opts.device ? backendFor(opts.device) : cpuBackend);
     const model = FAMILIES[config.family].create(config, weights, backend);
     const parameterCount = countParameters(archive);
     const tokenizer = TextTokenizer.load(dir);
