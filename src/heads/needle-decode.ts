@@ -10,13 +10,20 @@
  * part of the needle sentence). Attend looks for the answer's own token sequence; only where the prompt never
  * holds it exactly (a tokenizer that merges it with its neighbours) does it fall back to the official rule, the
  * first window of as many tokens holding over 90% of the answer's distinct tokens. (The official rule alone can pick a
- * window shifted by one: with attend-mini's single-digit tokens " 8985138" holds every digit of 8985138 from the
- * space on.)
+ * window shifted early: with attend-mini's single-digit tokens " 8985138" holds every digit of 8985138 from the
+ * space on, and ": 8315738" from the colon on, two tokens early; `overlapNeedleSpan` is that rule alone.)
  *
  * Choices, written down: generation also stops at EOS (Attend's generation does; the official loop has no EOS
- * check), and before the model's context is full. Success is Attend's string match of the task (eval/scoring.ts)
- * above 0.5, where the official code asks ROUGE-1 recall of the answer above 50%: for a single-number answer both
- * ask that the number be in the output.
+ * check), and before the model's context is full. The official stop tests name Llama-2's newline byte token
+ * (`step_token == '<0x0A>'`) and one id (`inp.item() == 144`); Attend stops after any token whose text holds a line
+ * break, the same intent on any tokenizer (on attend-mini's byte-level vocabulary the newline is 'Ċ', so the
+ * official test never fires and the official loop always runs its 50 steps). Success is Attend's string match of
+ * the task (eval/scoring.ts) above 0.5, where the official code asks ROUGE-1 recall of the answer above 50%: for a
+ * single-number answer both ask that the number be in the output.
+ *
+ * `decodeIds` is the loop on given ids and span; with `force` it feeds the given tokens instead of its own argmax
+ * (teacher forcing, exactly that many steps, no stop test), which is how test/heads/retrieval-oracle.test.ts puts
+ * Attend on the official code's own decoded tokens.
  */
 import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
@@ -58,15 +65,14 @@ export interface NeedleDecodeOptions {
   maxSteps?: number;
 }
 
-/** First occurrence of `needle` in `ids`, or the official overlap rule's window; null when neither finds it. */
-export function findNeedleSpan(ids: readonly number[], needle: readonly number[]): NeedleSpan | null {
+/**
+ * The official `find_needle_idx` alone: the first window of the needle's length, from the start of `ids`, holding
+ * over 90% of the needle's distinct tokens (a window may run past the end, as the official slice does); null when
+ * none does (the official (-1, -1)).
+ */
+export function overlapNeedleSpan(ids: readonly number[], needle: readonly number[]): NeedleSpan | null {
   const n = needle.length;
   if (n === 0) return null;
-  outer: for (let i = 0; i + n <= ids.length; i++) {
-    for (let j = 0; j < n; j++) if (ids[i + j] !== needle[j]) continue outer;
-    return { start: i, end: i + n };
-  }
-  // find_needle_idx: set(window) ∩ set(needle) over set(needle) > 0.9, windows of the needle's length from the start.
   const want = new Set(needle);
   for (let i = 0; i < ids.length; i++) {
     const have = new Set(ids.slice(i, i + n));
@@ -75,6 +81,17 @@ export function findNeedleSpan(ids: readonly number[], needle: readonly number[]
     if (common / want.size > 0.9) return { start: i, end: i + n };
   }
   return null;
+}
+
+/** First occurrence of `needle` in `ids`, or the official overlap rule's window; null when neither finds it. */
+export function findNeedleSpan(ids: readonly number[], needle: readonly number[]): NeedleSpan | null {
+  const n = needle.length;
+  if (n === 0) return null;
+  outer: for (let i = 0; i + n <= ids.length; i++) {
+    for (let j = 0; j < n; j++) if (ids[i + j] !== needle[j]) continue outer;
+    return { start: i, end: i + n };
+  }
+  return overlapNeedleSpan(ids, needle);
 }
 
 /** The prompt as the sweep runner feeds it: the context with BOS, then the question without special tokens. */
@@ -88,15 +105,29 @@ function argmax(row: Float32Array): number {
   return best;
 }
 
-export function decodeNeedle(lm: LoadedModel, instance: TaskInstance, opts: NeedleDecodeOptions = {}): NeedleRun {
+/** What `decodeIds` ran: the tokens it fed after each step, and its own argmax at each step. */
+export interface IdsRun {
+  /** The generated tokens (greedy), or the forced ones. */
+  tokens: number[];
+  /** The argmax of each step's logits (equal to `tokens` unless forced). */
+  greedy: number[];
+}
+
+/**
+ * The decoding loop on given prompt ids (BOS included) and needle span: the prompt but its last token prefilled,
+ * then one token per step. Greedy with the stop rules above, or, with `force`, exactly `force.length` steps feeding
+ * those tokens (each step's `onStep` then sees the forced token).
+ */
+export function decodeIds(lm: LoadedModel, promptIds: readonly number[], span: NeedleSpan, opts: NeedleDecodeOptions & { force?: readonly number[] } = {}): IdsRun {
   const { model, tokenizer } = lm;
-  const promptIds = needlePrompt(lm, instance);
-  const answer = tokenizer.encode(instance.answers[0], { addSpecialTokens: false });
-  const span = findNeedleSpan(promptIds, answer);
-  if (!span) throw new AttendError(`${instance.task} (seed ${instance.seed}, ${instance.contextLength} tokens): the answer's tokens are not in the prompt`);
+  if (promptIds.length === 0) throw new AttendError('an empty prompt has no token to decode from');
   const limit = contextLength(lm.config);
+  const steps = opts.force ? opts.force.length : (opts.maxSteps ?? DECODE_STEPS);
+  if (opts.force && promptIds.length + steps > limit) {
+    throw new AttendError(`a ${promptIds.length}-token prompt and ${steps} forced tokens do not fit the model's ${limit} positions`);
+  }
   if (promptIds.length >= limit) {
-    throw new AttendError(`${instance.task}: a ${promptIds.length}-token prompt leaves no room to decode in the model's ${limit} positions`);
+    throw new AttendError(`a ${promptIds.length}-token prompt leaves no room to decode in the model's ${limit} positions`);
   }
   const cache = model.makeCache();
   if (promptIds.length > 1) prefill(model, cache, promptIds.slice(0, -1));
@@ -105,15 +136,31 @@ export function decodeNeedle(lm: LoadedModel, instance: TaskInstance, opts: Need
   const hooks = opts.hooks?.(cache);
   opts.onStart?.({ promptIds, span, cache });
   const tokens: number[] = [];
+  const greedy: number[] = [];
   let input = promptIds[promptIds.length - 1];
-  for (let step = 0; step < (opts.maxSteps ?? DECODE_STEPS) && cache.nextPosition < limit; step++) {
+  for (let step = 0; step < steps && cache.nextPosition < limit; step++) {
     opts.beforeStep?.(cache.nextPosition);
     const logits = model.forward([input], cache, { observer: opts.observer, hooks });
-    input = argmax(model.backend.read(logits));
+    greedy.push(argmax(model.backend.read(logits)));
+    input = opts.force ? opts.force[step] : greedy[step];
     tokens.push(input);
     opts.onStep?.(input);
-    if (eos.has(input) || tokenizer.decode([input]).includes('\n')) break;
+    if (!opts.force && (eos.has(input) || tokenizer.decode([input]).includes('\n'))) break;
   }
+  return { tokens, greedy };
+}
+
+export function decodeNeedle(lm: LoadedModel, instance: TaskInstance, opts: NeedleDecodeOptions = {}): NeedleRun {
+  const { tokenizer } = lm;
+  const promptIds = needlePrompt(lm, instance);
+  const answer = tokenizer.encode(instance.answers[0], { addSpecialTokens: false });
+  const span = findNeedleSpan(promptIds, answer);
+  if (!span) throw new AttendError(`${instance.task} (seed ${instance.seed}, ${instance.contextLength} tokens): the answer's tokens are not in the prompt`);
+  const limit = contextLength(lm.config);
+  if (promptIds.length >= limit) {
+    throw new AttendError(`${instance.task}: a ${promptIds.length}-token prompt leaves no room to decode in the model's ${limit} positions`);
+  }
+  const { tokens } = decodeIds(lm, promptIds, span, opts);
   const prediction = tokenizer.decode(tokens, { skipSpecialTokens: true }).trim();
   return { promptIds, span, tokens, prediction, accuracy: score(instance, prediction) };
 }

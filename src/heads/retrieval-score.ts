@@ -31,6 +31,13 @@
  *
  * Streaming: the attention probabilities are read block by block through the AttentionObserver (each decoding step
  * is one query row per head), and only each head's argmax is kept: no tokens × tokens matrix.
+ *
+ * Checked against the official code (test/heads/retrieval-oracle.test.ts, fixture by
+ * tools/fixtures/make_retrieval_oracle.py): on the official prompt ids, needle span and decoded tokens (`countCopies`
+ * with `force`), every step's top-1 entry and copying heads, the counts, the scores and the mean over answered
+ * samples are the official ones. Two choices differ from it by design, both measured there: the needle span (the
+ * official 90% window starts two tokens early on an answer such as 8315738 whose last digits repeat earlier ones,
+ * so its best head scores 6/7 where the exact span gives 7/7), and the stop rule (needle-decode.ts).
  */
 import type { AttentionBlock, AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
@@ -40,7 +47,7 @@ import type { TaskInstance } from '../eval/types.js';
 import type { ModelConfig } from '../models/config.js';
 import type { LoadedModel } from '../models/load.js';
 import { contextLength } from '../models/model.js';
-import { decodeNeedle, type NeedleSpan } from './needle-decode.js';
+import { decodeIds, decodeNeedle, type IdsRun, type NeedleDecodeOptions, type NeedleSpan } from './needle-decode.js';
 import { type HeadScores, type ProbeOptions, rankHeads, zeroScores } from './probe.js';
 
 /** The paper's retrieval-head threshold. */
@@ -115,14 +122,16 @@ export interface RetrievalSample {
   span: NeedleSpan;
 }
 
-/** Decodes one instance and scores every head's copying on it. */
-export function scoreSample(lm: LoadedModel, instance: TaskInstance): RetrievalSample {
-  const { config } = lm;
+/**
+ * A head-copy counter to hand to the decoding loop (needle-decode.ts): its observer keeps each head's argmax of
+ * the step's query row, and each step's copies go into `copies` ([layer][query head]).
+ */
+export function copyCounter(config: Pick<ModelConfig, 'numLayers' | 'numHeads' | 'numKvHeads'>): { copies: number[][]; options: NeedleDecodeOptions } {
   const recorder = new ArgmaxRecorder(config);
   const copies = zeroScores(config.numLayers, config.numHeads);
   const group = config.numHeads / config.numKvHeads;
   let start: { promptIds: readonly number[]; span: NeedleSpan; cache: KVCache } | undefined;
-  const run = decodeNeedle(lm, instance, {
+  const options: NeedleDecodeOptions = {
     observer: recorder,
     onStart: (s) => (start = s),
     beforeStep: (p) => recorder.at(p),
@@ -134,16 +143,53 @@ export function scoreSample(lm: LoadedModel, instance: TaskInstance): RetrievalS
       );
       addCopies(copies, attended, token, span, promptIds);
     },
-  });
-  const needleTokens = run.span.end - run.span.start;
+  };
+  return { copies, options };
+}
+
+/** A sample's scores: copies / needle tokens. */
+export function copyScores(copies: readonly (readonly number[])[], span: NeedleSpan): number[][] {
+  const needleTokens = span.end - span.start;
+  return copies.map((row) => row.map((c) => c / needleTokens));
+}
+
+/**
+ * The copies of every head while decoding given prompt ids with a given needle span: greedy (the probe's loop), or
+ * on `force`d tokens (teacher forcing; test/heads/retrieval-oracle.test.ts feeds the official code's tokens).
+ */
+export function countCopies(lm: LoadedModel, promptIds: readonly number[], span: NeedleSpan, opts: { force?: readonly number[]; maxSteps?: number } = {}): { copies: number[][] } & IdsRun {
+  const counter = copyCounter(lm.config);
+  const run = decodeIds(lm, promptIds, span, { ...counter.options, ...opts });
+  return { copies: counter.copies, ...run };
+}
+
+/** Decodes one instance and scores every head's copying on it. */
+export function scoreSample(lm: LoadedModel, instance: TaskInstance): RetrievalSample {
+  const counter = copyCounter(lm.config);
+  const run = decodeNeedle(lm, instance, counter.options);
   return {
-    scores: copies.map((row) => row.map((c) => c / needleTokens)),
+    scores: copyScores(counter.copies, run.span),
     prediction: run.prediction,
     answer: instance.answers[0],
     correct: run.accuracy > 0.5,
     promptTokens: run.promptIds.length,
     span: run.span,
   };
+}
+
+/**
+ * The final score of each head: the mean of its sample scores over the samples the model answered (the official
+ * `head_counter` holds one score per answered sample, `np.mean` of it); 0 when none was answered.
+ */
+export function meanOverAnswered(samples: readonly Pick<RetrievalSample, 'scores' | 'correct'>[], layers: number, heads: number): { scores: number[][]; answered: number } {
+  const sum = zeroScores(layers, heads);
+  let answered = 0;
+  for (const sample of samples) {
+    if (!sample.correct) continue;
+    answered++;
+    sample.scores.forEach((row, l) => row.forEach((v, h) => (sum[l][h] += v)));
+  }
+  return { scores: sum.map((row) => row.map((v) => (answered > 0 ? v / answered : 0))), answered };
 }
 
 export interface RetrievalGrid {
@@ -188,15 +234,11 @@ export function retrievalScores(lm: LoadedModel, options: ProbeOptions = {}): He
   const { config } = lm;
   const grid = retrievalGrid(options, contextLength(config));
   const points = gridPoints(grid);
-  const sum = zeroScores(config.numLayers, config.numHeads);
+  const samples: RetrievalSample[] = [];
   const runs: Record<string, unknown>[] = [];
-  let counted = 0;
   points.forEach((point, i) => {
     const sample = scoreSample(lm, needleInstance(lm, point));
-    if (sample.correct) {
-      counted++;
-      sample.scores.forEach((row, l) => row.forEach((v, h) => (sum[l][h] += v)));
-    }
+    samples.push(sample);
     const best = rankHeads(sample.scores)[0];
     runs.push({
       ...point,
@@ -209,7 +251,7 @@ export function retrievalScores(lm: LoadedModel, options: ProbeOptions = {}): He
     });
     options.progress?.(i + 1, points.length);
   });
-  const scores = sum.map((row) => row.map((v) => (counted > 0 ? v / counted : 0)));
+  const { scores, answered: counted } = meanOverAnswered(samples, config.numLayers, config.numHeads);
   return {
     probe: 'retrieval',
     model: lm.dir,

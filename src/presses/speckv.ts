@@ -34,6 +34,10 @@
  *   or while decoding: each compression then drafts from every token seen so far (the draft runs the whole
  *   sequence again), the window being the last window + 1 tokens seen.
  * - ties (equal pooled scores) go to the earlier entry (topK); torch.topk's order is its own.
+ * - the last prompt token keeps the entry and the logits of the dense prefill. Officially generate's first step runs
+ *   it again over the cropped cache (speckv.py lines 76–88), so its keys and values from layer 1 on and the logits
+ *   of the first generated token come from the compressed context (on attend-mini they differ from the dense ones
+ *   by up to 5.5, the argmax the same: test/presses/speckv-oracle.test.ts runs that step itself to compare).
  * - sequences no longer than window + 1 tokens have nothing to score: an error, as SnapKV's too-short context.
  * Left out: the sparse prefill of the official code (prefill_window_size 2048, prefill_vertical_size 2048: for an
  * input longer than 4096 tokens the target's prefill itself runs MInference's vertical-slash attention on the

@@ -26,6 +26,10 @@
  *   default is min(8, ⌊layers/2⌋), the official 8 for drafts of 16 layers or more and the Llama pair's half below
  *   (attend-mini-draft has 4 layers: layers 2 and 3);
  * - ties between equal offsets −d and +d of the neighbours (torch's argsort of |d| is not stable) go to −d;
+ * - equal pooled scores go to the earlier token (torch.topk's order among them is its own). With the max pool a
+ *   strong token p lends its score to the `kernel` positions p − kernel//2 … p + (kernel − 1)//2, so the earliest of
+ *   them leads, and with neighbours = kernel its span ends at p (as-is official runs pick another of those
+ *   positions, torch's own choice: test/prompt/specpc-oracle.test.ts compares with ties broken this way);
  * - a prompt within the budget comes back unchanged without running the draft (the official code runs it and
  *   keeps every token); a budget below `window` keeps the window's first tokens, as the official cut does; a window
  *   longer than the prompt is refused, as the official code raises; a window of 0 is refused too (in the official

@@ -25,6 +25,9 @@
  * Llama-2 in README.md / example.py, i.e. the trained length (the README: atten_length at most the pretrained
  * length); here the model's trained length (its rope originalMaxPositions, 8192 for attend-mini), rounded down to a
  * multiple of w; B defaults to L. Every layer and head selects (the code has no dense layers).
+ * test/selectors/longheads-oracle.test.ts checks the decoding rule against the official code itself
+ * (tools/fixtures/make_longheads_oracle.py: its LlamaForCausalLM in float32 on a multi-head checkpoint): the same
+ * chunks, remapped positions, chunk keys and logits.
  *
  * Where Attend follows the decoding rule for the prefill too, and other choices, written down:
  *  1. Prefill. The official prefill branch selects per query row as well, with two small differences from its

@@ -11,7 +11,9 @@
  *  - the recycled cache is per layer and KV head, of `budget` = K entries (K = 4096 in the RULER results; the
  *    language-modelling runs use 2048);
  *  - it is first filled from the attention of the prompt's last token (the prefill is the first full step): a
- *    multi-row call (prefill chunk, verification) runs full attention and its last row ranks;
+ *    multi-row call (prefill chunk, verification) runs full attention and its last row ranks, so the selector
+ *    declares that it sees the prefill (`seesPrefill`: generate() passes prefill chunks only to such selectors;
+ *    without it the first decoding step would run in full, one full step more than the paper's schedule);
  *  - each recycled step adds the new token to the recycled cache and drops the lowest-ranked entry of the full step,
  *    so the cache stays K entries: j tokens after a full step, the step reads the K − j best-ranked plus those j;
  *  - fixed schedule: a full step every `stride` = S steps (S − 1 recycled steps between; S = 50 in the RULER results);
@@ -29,13 +31,16 @@
  * yet (the selector did not see the prefill) or rolled back behind it runs a full step; (4) entries are remembered
  * by original position, so a press that drops or shifts entries costs only the dropped ones; (5) no pooling of
  * scores over neighbouring tokens (that is RefreshKV's, v2).
+ * On attend-mini (digits are one token each) a needle answer needs a new needle entry at every step, and the
+ * entries later digits copy get near-zero attention at the full step (ranked ~700–2000th of ~2K for the layer-6 copy
+ * heads' KV head), so at K = 256 only the first digits come out right (tools/probes/tidal-recycled-miss.ts).
  */
 import type { HeadMemory } from '../cache/head-memory.js';
 import { countUpTo, indexIn } from '../cache/positions.js';
 import { AttendError } from '../errors.js';
 import type { ModelConfig } from '../models/config.js';
 import type { LayerCache } from '../cache/kv-cache.js';
-import type { Selector, SelectorView } from './selector.js';
+import type { PrefillSelector, SelectorView } from './selector.js';
 
 export interface RecycledAttentionOptions {
   budget?: number;
@@ -55,8 +60,9 @@ interface FullStep {
   query: Float32Array;
 }
 
-export class RecycledAttentionSelector implements Selector {
+export class RecycledAttentionSelector implements PrefillSelector {
   readonly name = 'recycled-attention';
+  readonly seesPrefill = true;
   readonly budget: number;
   readonly stride: number;
   readonly dynamic: boolean;

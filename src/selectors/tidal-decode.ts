@@ -19,7 +19,11 @@
  * Depth: the paper gives layers for 32-layer models only. Attend keeps `denseLayers` as given and puts the
  * re-selection layer at the same share of the layers after the first selection layer as 13 is in Llama-3-8B
  * (layers 3–12 reuse the first choice: 10 of the 29 after layer 2), rounded: layer 13 of 32, 5 of 8 (attend-mini),
- * 12 of 28. `reselectLayer` ≤ `denseLayers` means no re-selection.
+ * 12 of 28. `reselectLayer` ≤ `denseLayers` means no re-selection. The paper treats the layer as a per-model
+ * choice (its needle figure compares TD+L7 … TD+L15), and on attend-mini the scaled 5 is a poor one: its needle copy
+ * heads sit in layers 4, 6 and 7, and the entry layer 6 copies ranks ~600–2000th of ~2K in layer 5's scores, so at
+ * 256 the needle is lost, while `reselectLayer` 6 answers it (4 of 4 at 4K; tools/probes/tidal-recycled-miss.ts).
+ * The rule itself matches the official code on attend-mini (test/selectors/tidal-oracle.test.ts).
  * Not implemented: the paper's KV cache correction (refilling the keys/values of sparsely decoded tokens with a
  * full-attention pass now and then). The official code has none (its `correction_layer` is the re-selection layer
  * above), and a selector only chooses what attention reads; recomputing cached keys/values is the generation

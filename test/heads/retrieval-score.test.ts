@@ -12,11 +12,11 @@ import { loadModel } from '../../src/models/load.js';
 import { newCache } from '../../src/models/model.js';
 import { Random } from '../../src/generate/random.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { findNeedleSpan } from '../../src/heads/needle-decode.js';
+import { decodeIds, findNeedleSpan, overlapNeedleSpan } from '../../src/heads/needle-decode.js';
 import { zeroScores } from '../../src/heads/probe.js';
 import { probeEntry } from '../../src/heads/registry.js';
 import { maskCheck, randomHeads, uniformAttentionHooks } from '../../src/heads/retrieval-mask.js';
-import { addCopies, ArgmaxRecorder, RETRIEVAL_DEPTHS, RETRIEVAL_LENGTHS, retrievalHeads } from '../../src/heads/retrieval-score.js';
+import { addCopies, ArgmaxRecorder, countCopies, meanOverAnswered, RETRIEVAL_DEPTHS, RETRIEVAL_LENGTHS, retrievalHeads } from '../../src/heads/retrieval-score.js';
 
 /** A probability row over `cols` entries: 0.5 at each peak (ties when several), the rest spread evenly. */
 function row(cols: number, ...peaks: number[]): number[] {
@@ -80,6 +80,45 @@ test('the needle span: the exact token run, else the official 90% overlap window
   // No exact run: the first 3-token window holding over 90% of {5, 6, 7} (all three), in any order.
   assert.deepEqual(findNeedleSpan([1, 7, 6, 5, 2], [5, 6, 7]), { start: 1, end: 4 });
   assert.equal(findNeedleSpan([1, 5, 6, 2], [5, 6, 7]), null);
+});
+
+test('the official find_needle_idx alone starts early on an answer that repeats its tokens; the probe takes the exact run', () => {
+  // "is: 8315738." with single-digit tokens: 100 = "is", 101 = ":", 102 = the space, then the digits, 17 = ".".
+  // The window from ":" holds {8, 3, 1, 5, 7}, every distinct digit of the answer (retrieval_head_detection.py 249-259).
+  const ids = [100, 101, 102, 8, 3, 1, 5, 7, 3, 8, 17];
+  const answer = [8, 3, 1, 5, 7, 3, 8];
+  assert.deepEqual(overlapNeedleSpan(ids, answer), { start: 1, end: 8 });
+  assert.deepEqual(findNeedleSpan(ids, answer), { start: 3, end: 10 });
+  // Seven distinct digits: a window missing one holds 6/7 < 0.9, so only the exact run passes.
+  assert.deepEqual(overlapNeedleSpan([101, 102, 4, 7, 2, 9, 6, 1, 3, 17], [4, 7, 2, 9, 6, 1, 3]), { start: 2, end: 9 });
+  assert.equal(overlapNeedleSpan([1, 2], []), null);
+});
+
+test('the final score: the mean over the answered samples only (head_counter, np.mean)', () => {
+  const samples = [
+    { scores: [[1, 0.5]], correct: true },
+    { scores: [[0.9, 0.9]], correct: false },
+    { scores: [[0, 0.25]], correct: true },
+  ];
+  assert.deepEqual(meanOverAnswered(samples, 1, 2), { scores: [[0.5, 0.375]], answered: 2 });
+  assert.deepEqual(meanOverAnswered([samples[1]], 1, 2), { scores: [[0, 0]], answered: 0 });
+});
+
+test('teacher forcing on attend-mini: the forced tokens fed past EOS, the greedy ones recorded beside them', () => {
+  const lm = loadModel(new URL('../../models/attend-mini', import.meta.url).pathname);
+  const ids = lm.tokenizer.encode('The code is 4417. Remember it. What is the code? The code is');
+  const span = findNeedleSpan(ids, lm.tokenizer.encode('4417', { addSpecialTokens: false }))!;
+  const greedy = countCopies(lm, ids, span, { maxSteps: 6 });
+  // Forced on the greedy tokens: the same run. Forced through an EOS (id 0): no stop, every token fed.
+  const same = countCopies(lm, ids, span, { force: greedy.tokens });
+  assert.deepEqual(same.tokens, greedy.tokens);
+  assert.deepEqual(same.greedy, greedy.tokens);
+  assert.deepEqual(same.copies, greedy.copies);
+  const force = [0, ...greedy.tokens];
+  const forced = decodeIds(lm, ids, span, { force });
+  assert.deepEqual(forced.tokens, force);
+  assert.equal(forced.greedy.length, force.length);
+  assert.throws(() => decodeIds(lm, ids, span, { force: new Array(8192).fill(0) }), /do not fit/);
 });
 
 test('the grid scaled from the official one; the masking hooks and the random heads', () => {

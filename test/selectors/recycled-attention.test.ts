@@ -11,6 +11,7 @@ import { loadModel } from '../../src/models/load.js';
 import type { ModelConfig } from '../../src/models/config.js';
 import { RecycledAttentionSelector } from '../../src/selectors/recycled-attention.js';
 import { createSelector, SelectionSession } from '../../src/selectors/registry.js';
+import { generate } from '../../src/generate/generate.js';
 import { decodeSelected } from '../helpers/selector-decode.js';
 
 // Two query heads share one KV head, d = 2. A query √2·(a, b) has logits a·k₀ + b·k₁ (the scale is 1/√2).
@@ -129,4 +130,14 @@ test('a K that covers the cache gives full attention exactly; a small K reads K 
     decode(dyn);
     assert.equal(dyn.stats.selections, recycled * layers, `threshold ${threshold}`);
   }
+});
+
+test('in generation the prompt\'s last token is the first full step: every decoding step after it recycles', async () => {
+  // The paper's schedule: the prefill attends in full and its last row fills the recycled cache, so the first
+  // generated token is already read through it. generate() shows the prefill only to selectors that declare it.
+  const out = await generate(lm, prompt, { selector: createSelector('recycled-attention', { budget: 16, stride: 50 }), maxNewTokens: 4, temperature: 0 });
+  assert.equal(out.newTokens, 4);
+  // 3 decoding forwards (the 4th token is sampled from the 3rd's logits), all recycled at every layer.
+  assert.equal(out.selection?.selections, 3 * layers);
+  assert.equal(out.selection?.entriesRead, 3 * layers * lm.config.numKvHeads * 16);
 });
