@@ -126,6 +126,12 @@ export interface Backend {
    */
   createCache(shape: CacheShape, dtype: DType): KVCache<HeadMemory>;
   /**
+   * The KV storage type a model of `modelDtype` gets when the caller names none (absent: f32, as on the CPU, which
+   * computes in f32 whatever the checkpoint stores). A device computing in the checkpoint's 16-bit type stores its
+   * keys and values so too.
+   */
+  preferredKvDtype?(modelDtype: DType): DType;
+  /**
    * The other kind of layer memory: a recurrent state (linear and recurrent attention kernels keep a fixed-size
    * summary per head instead of entries; cache/recurrent-state.ts).
    */

@@ -65,8 +65,9 @@ export interface CausalLM {
 }
 
 /** makeCache for a family: the config's cache shape, created by the model's backend. */
-export function cacheFor(config: ModelConfig, backend: Backend, dtype: DType = 'f32'): KVCache<HeadMemory> {
-  return backend.createCache({ numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim }, dtype);
+export function cacheFor(config: ModelConfig, backend: Backend, dtype?: DType): KVCache<HeadMemory> {
+  const chosen = dtype ?? backend.preferredKvDtype?.(config.dtype) ?? 'f32';
+  return backend.createCache({ numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim }, chosen);
 }
 
 /** Hooks that zero the output of the given query heads before the output projection (head ablation). */

@@ -15,6 +15,10 @@ import { loadModel } from '../../src/models/load.js';
 import { generate } from '../../src/generate/generate.js';
 import { createPress } from '../../src/presses/registry.js';
 import { conformance } from '../backend/conformance.js';
+import { referenceBackend } from '../../src/backend/reference/index.js';
+import { uniformArray } from '../../src/generate/random.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { f32ToBf16, f32ToF16 } from '../../src/tensor/dtype.js';
 
 const parity = new URL('../fixtures/parity/', import.meta.url).pathname;
 const models = existsSync(parity) ? readdirSync(parity, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => parity + d.name) : [];
@@ -94,6 +98,79 @@ if (reason) {
       }
     });
   }
+
+  test('decode products (1–8 rows) read 16-bit weights directly: within 1e-5 of the reference on the widened weights, with and without bias', () => {
+    const ref = referenceBackend;
+    for (const dtype of ['bf16', 'f16'] as const) {
+      for (const rows of [1, 3, 8, 9]) {
+        const [outDim, inDim] = [40, 64];
+        const w = new Tensor([outDim, inDim], uniformArray(outDim * inDim, 11));
+        const bias = new Tensor([outDim], uniformArray(outDim, 12));
+        const narrowed = (t: Tensor) => new Tensor(t.shape, Uint16Array.from(t.f32, (x) => (dtype === 'bf16' ? f32ToBf16(x) : f32ToF16(x))), dtype);
+        const [w16, b16] = [stored.weight(narrowed(w)), stored.weight(narrowed(bias))];
+        const x = new Tensor([rows, inDim], uniformArray(rows * inDim, 13));
+        const want = ref.linear(x, ref.weight(narrowed(w)), ref.weight(narrowed(bias))).f32;
+        const got = stored.read(stored.scope(() => stored.linear(x, w16, b16)));
+        const tol = rows <= 8 ? 1e-5 : 2e-2; // 9 rows: cuBLAS with the inputs narrowed too
+        assert.ok(worst(got, want) < tol, `${dtype} rows ${rows}: ${worst(got, want)}`);
+      }
+    }
+  });
+
+  test('prefill on tensor cores (16-bit caches) against the reference backend: causal, windowed, GQA, a compressed cache with gaps, head sizes 64 and 128, bf16 and f16', () => {
+    const ref = referenceBackend;
+    for (const [d, kvHeads, group, dtype] of [[64, 2, 4, 'bf16'], [128, 2, 2, 'f16'], [64, 1, 8, 'bf16'], [80, 2, 1, 'bf16']] as const) {
+      const shape = { numLayers: 1, numKvHeads: kvHeads, headDim: d };
+      const [mine, theirs] = [stored.createCache(shape, dtype), ref.createCache(shape, dtype)];
+      const width = kvHeads * d;
+      const rnd = (n: number, seed: number) => uniformArray(n, seed);
+      // 150 earlier entries at even positions, compressed per head to different subsets, then 200 new rows.
+      const early = Int32Array.from({ length: 150 }, (_, i) => 2 * i);
+      const [k0, v0] = [rnd(150 * width, 1), rnd(150 * width, 2)];
+      for (const [b, c] of [[stored, mine], [ref, theirs]] as const) {
+        b.appendKv(c.layers[0], b.upload([150, width], k0), b.upload([150, width], v0), early);
+        c.layers[0].heads.forEach((h, i) => h.keep(Array.from({ length: 150 }, (_, j) => j).filter((j) => (j * (i + 3)) % 5 !== 0)));
+      }
+      const rows = 200;
+      const qpos = Int32Array.from({ length: rows }, (_, i) => 300 + i);
+      const [k1, v1] = [rnd(rows * width, 3), rnd(rows * width, 4)];
+      for (const [b, c] of [[stored, mine], [ref, theirs]] as const) b.appendKv(c.layers[0], b.upload([rows, width], k1), b.upload([rows, width], v1), qpos);
+      const q = new Tensor([rows, kvHeads * group * d], rnd(rows * kvHeads * group * d, 5).map((x) => 3 * x));
+      for (const window of [null, 37]) {
+        const opts = { layer: 0, scale: 1 / Math.sqrt(d), window };
+        const got = stored.read(stored.scope(() => stored.attention(q, mine.layers[0], qpos, opts)));
+        const want = ref.attention(q, theirs.layers[0], qpos, opts).f32;
+        const diff = worst(got, want);
+        console.log(`# flash d=${d} kv=${kvHeads} group=${group} ${dtype} window=${window}: max difference ${diff.toExponential(2)}`);
+        assert.ok(diff < 2e-2, `flash d=${d} ${dtype} window ${window}: ${diff}`);
+      }
+    }
+  });
+
+  test('decode steps over 16-bit caches (the full-width kernel, split-K) against the reference backend: 1 and 3 rows, causal and windowed, head sizes 64/128/256, groups 1/4/8, long and compressed caches', () => {
+    const ref = referenceBackend;
+    for (const [d, kvHeads, group, dtype, n] of [[64, 2, 4, 'bf16', 5000], [128, 2, 8, 'f16', 3000], [256, 1, 1, 'bf16', 700], [128, 1, 4, 'bf16', 40]] as const) {
+      const shape = { numLayers: 1, numKvHeads: kvHeads, headDim: d };
+      const [mine, theirs] = [stored.createCache(shape, dtype), ref.createCache(shape, dtype)];
+      const width = kvHeads * d;
+      const positions = Int32Array.from({ length: n }, (_, i) => 3 * i);
+      const [k, v] = [uniformArray(n * width, 21), uniformArray(n * width, 22)];
+      for (const [b, c] of [[stored, mine], [ref, theirs]] as const) {
+        b.appendKv(c.layers[0], b.upload([n, width], k), b.upload([n, width], v), positions);
+        c.layers[0].heads[0].keep(Array.from({ length: n }, (_, j) => j).filter((j) => j % 7 !== 3));
+      }
+      for (const rows of [1, 3]) {
+        const qpos = Int32Array.from({ length: rows }, (_, i) => 3 * (n - rows + i) + 1);
+        const q = new Tensor([rows, kvHeads * group * d], uniformArray(rows * kvHeads * group * d, 23).map((x) => 4 * x));
+        for (const window of [null, 200]) {
+          const opts = { layer: 0, scale: 1 / Math.sqrt(d), window };
+          const got = stored.read(stored.scope(() => stored.attention(q, mine.layers[0], qpos, opts)));
+          const want = ref.attention(q, theirs.layers[0], qpos, opts).f32;
+          assert.ok(worst(got, want) < 1e-5, `decode d=${d} group=${group} ${dtype} n=${n} rows=${rows} window=${window}: ${worst(got, want)}`);
+        }
+      }
+    }
+  });
 
   test('the device KV memory frees what keep drops, and clone/truncate/keys read back what was written', () => {
     const b = wide;

@@ -10,7 +10,9 @@ tar -xJf .device/bundle.tar.xz -C /tmp/attend-node && cp -r /tmp/attend-node/pac
 export ATTEND_CACHE_DIR=/tmp/attend-cache
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 node --version
-node --import tsx --test --test-concurrency=1 --test-reporter=spec test/gpu/*.test.ts > "$OUT/gpu-test.log" 2>&1
-echo "test:gpu exit $?"
-grep -E "^# |✖|failing|pass |fail " "$OUT/gpu-test.log" | head -60
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  node --import tsx --test --test-concurrency=1 --test-reporter=spec test/gpu/*.test.ts > "$OUT/gpu-test.log" 2>&1
+  echo "test:gpu exit $?"
+  grep -E "^# |✖|failing|pass |fail " "$OUT/gpu-test.log" | head -60
+fi
 [ "${SKIP_BENCH:-0}" = 1 ] || bash tools/gpu/bench.sh 2>&1 | tee "$OUT/gpu-bench.log"

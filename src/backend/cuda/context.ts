@@ -7,7 +7,7 @@
 import { AttendError } from '../../errors.js';
 import type { DType } from '../../tensor/dtype.js';
 import { Cublas } from './cublas.js';
-import { CudaDriver, i32Arg, i64Arg, type KernelArg, ptrArg } from './driver.js';
+import { type Args, CudaDriver } from './driver.js';
 import { type Block, DeviceAllocator } from './memory.js';
 import { kernelSource, Nvrtc } from './nvrtc.js';
 
@@ -15,6 +15,9 @@ import { kernelSource, Nvrtc } from './nvrtc.js';
 export const STORE: Record<DType, number> = { f32: 0, bf16: 1, f16: 2 };
 
 const THREADS = 256;
+const NO_DEFINES: Record<string, number> = {};
+/** Defines objects by storage type, shared so that lookups by identity hit. */
+export const KV_DEFINES: Record<DType, Record<string, number>> = { f32: { KV_T: 0 }, bf16: { KV_T: 1 }, f16: { KV_T: 2 } };
 
 export class CudaContext {
   readonly driver: CudaDriver;
@@ -39,8 +42,21 @@ export class CudaContext {
     });
   }
 
-  /** A kernel of `file` built with `defines`. */
-  fn(file: string, name: string, defines: Record<string, number> = {}): unknown {
+  /** Functions already looked up, by defines object, then file and name (no key is built on the hot path). */
+  private readonly byDefines = new WeakMap<object, Map<string, unknown>>();
+
+  /** A kernel of `file` built with `defines` (pass the same defines object again for a cheap lookup). */
+  fn(file: string, name: string, defines: Record<string, number> = NO_DEFINES): unknown {
+    let named = this.byDefines.get(defines);
+    if (!named) this.byDefines.set(defines, (named = new Map()));
+    const hit = named.get(file + name);
+    if (hit) return hit;
+    const f = this.lookup(file, name, defines);
+    named.set(file + name, f);
+    return f;
+  }
+
+  private lookup(file: string, name: string, defines: Record<string, number>): unknown {
     const key = `${file}|${JSON.stringify(defines)}`;
     const fkey = `${key}|${name}`;
     const known = this.functions.get(fkey);
@@ -56,11 +72,12 @@ export class CudaContext {
     }
     const f = this.driver.getFunction(module, name);
     this.functions.set(fkey, f);
+    this.driver.names.set(f, name);
     return f;
   }
 
   /** A grid-stride launch over n elements. */
-  launch1d(fn: unknown, n: number, args: KernelArg[]): void {
+  launch1d(fn: unknown, n: number, args: Args): void {
     const blocks = Math.max(1, Math.min(Math.ceil(n / THREADS), 8 * this.driver.info.smCount));
     this.driver.launch(fn, [blocks, 1, 1], [THREADS, 1, 1], args);
   }
@@ -80,7 +97,7 @@ export class CudaContext {
     if (dtype === 'f32') return this.driver.download(out, ptr);
     const tmp = this.alloc.alloc(out.byteLength);
     try {
-      this.launch1d(this.fn('kv.cu', 'kv_widen', { KV_T: STORE[dtype] }), out.length, [ptrArg(ptr), ptrArg(tmp.ptr), i64Arg(out.length)]);
+      this.launch1d(this.fn('kv.cu', 'kv_widen', KV_DEFINES[dtype]), out.length, this.driver.args().p(ptr).p(tmp.ptr).l(out.length));
       this.driver.download(out, tmp.ptr);
     } finally {
       this.alloc.release(tmp);
@@ -92,10 +109,10 @@ export class CudaContext {
     const i = this.alloc.alloc(idx.byteLength);
     try {
       this.driver.upload(i.ptr, idx);
-      const f = this.fn('kv.cu', 'kv_gather', { KV_T: STORE[dtype] });
+      const f = this.fn('kv.cu', 'kv_gather', KV_DEFINES[dtype]);
       const n = idx.length;
-      this.launch1d(f, n * headDim, [ptrArg(k), ptrArg(dk), ptrArg(i.ptr), i32Arg(n), i32Arg(headDim), ptrArg(p), ptrArg(dp)]);
-      this.launch1d(f, n * headDim, [ptrArg(v), ptrArg(dv), ptrArg(i.ptr), i32Arg(n), i32Arg(headDim), ptrArg(0), ptrArg(0)]);
+      this.launch1d(f, n * headDim, this.driver.args().p(k).p(dk).p(i.ptr).i(n).i(headDim).p(p).p(dp));
+      this.launch1d(f, n * headDim, this.driver.args().p(v).p(dv).p(i.ptr).i(n).i(headDim).p(0).p(0));
     } finally {
       this.alloc.release(i);
     }
@@ -107,7 +124,7 @@ export class CudaContext {
     try {
       this.driver.upload(i.ptr, idx);
       this.driver.upload(r.ptr, rows);
-      this.launch1d(this.fn('kv.cu', 'kv_scatter', { KV_T: STORE[dtype] }), rows.length, [ptrArg(r.ptr), ptrArg(dst), ptrArg(i.ptr), i32Arg(idx.length), i32Arg(width)]);
+      this.launch1d(this.fn('kv.cu', 'kv_scatter', KV_DEFINES[dtype]), rows.length, this.driver.args().p(r.ptr).p(dst).p(i.ptr).i(idx.length).i(width));
     } finally {
       this.alloc.release(i);
       this.alloc.release(r);

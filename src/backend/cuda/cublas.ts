@@ -24,7 +24,7 @@ export class Cublas {
   private readonly one = new Float32Array([1]);
   private readonly zero = new Float32Array([0]);
 
-  constructor(driver: CudaDriver) {
+  constructor(private readonly driver: CudaDriver) {
     const { lib, path } = loadLibrary('cublas');
     this.path = path;
     const create = lib.func('int cublasCreate_v2(_Out_ void **h)') as (h: unknown[]) => number;
@@ -43,9 +43,11 @@ export class Cublas {
   /** y[rows × out] (f32) = x[rows × in] · W[out × in]ᵀ; x and W of the same storage type. */
   linear(x: number, w: number, y: number, rows: number, outDim: number, inDim: number, dtype: DType): void {
     const t = CUDA_TYPE[dtype];
+    const t0 = this.driver.profile ? this.driver.profileStart() : 0;
     this.check(
       this.gemmEx(this.handle, OP_T, OP_N, outDim, rows, inDim, this.one, w, t, inDim, x, t, inDim, this.zero, y, CUDA_TYPE.f32, outDim, COMPUTE_32F, GEMM_DEFAULT),
       `GEMM ${rows}×${inDim}·(${outDim}×${inDim})ᵀ ${dtype}`,
     );
+    if (this.driver.profile) this.driver.profileEnd(`cublas ${dtype}`, t0);
   }
 }

@@ -7,13 +7,6 @@ import koffi from 'koffi';
 import { AttendError } from '../../errors.js';
 import { type Library, loadDriver } from './libraries.js';
 
-/** A kernel argument as cuLaunchKernel reads it: the bytes of one parameter. */
-export type KernelArg = ArrayBufferView;
-
-export const ptrArg = (p: number) => new BigUint64Array([BigInt(p)]);
-export const i32Arg = (n: number) => new Int32Array([n]);
-export const i64Arg = (n: number) => new BigInt64Array([BigInt(n)]);
-export const f32Arg = (x: number) => new Float32Array([x]);
 
 const ATTR = { smCount: 16, ccMajor: 75, ccMinor: 76 };
 
@@ -55,7 +48,8 @@ export class CudaDriver {
       cuMemsetD8Async: 'int cuMemsetD8Async(uint64_t dst, uint8_t value, size_t n, void *stream)',
       cuModuleLoadData: 'int cuModuleLoadData(_Out_ void **m, const void *image)',
       cuModuleGetFunction: 'int cuModuleGetFunction(_Out_ void **f, void *m, const char *name)',
-      cuLaunchKernel: 'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int smem, void *stream, void **params, void **extra)',
+      cuFuncSetAttribute: 'int cuFuncSetAttribute(void *f, int attr, int value)',
+      cuLaunchKernel: 'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int smem, void *stream, void *params, void *extra)',
     };
     this.f = Object.fromEntries(Object.entries(decl).map(([k, d]) => [k, lib.func(d) as (...args: unknown[]) => number]));
     this.check(this.f.cuInit(0), 'cuInit');
@@ -156,9 +150,118 @@ export class CudaDriver {
     return fn[0];
   }
 
-  launch(fn: unknown, grid: [number, number, number], block: [number, number, number], args: KernelArg[], sharedBytes = 0): void {
+  private readonly sharedSet = new Map<unknown, number>();
+
+  /** Lets `fn` take `bytes` of dynamic shared memory (beyond the default 48 KiB needs the attribute). */
+  allowSharedMemory(fn: unknown, bytes: number): void {
+    if ((this.sharedSet.get(fn) ?? 0) >= bytes) return;
+    // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
+    this.check(this.f.cuFuncSetAttribute(fn, 8, bytes), 'cuFuncSetAttribute');
+    this.sharedSet.set(fn, bytes);
+  }
+
+  /** The argument writer of the next launch, emptied: `launch(fn, grid, block, driver.args().p(x).i(n))`. */
+  args(): Args {
+    return this.params.reset();
+  }
+
+  launch(fn: unknown, grid: [number, number, number], block: [number, number, number], args: Args, sharedBytes = 0): void {
     if (grid[0] * grid[1] * grid[2] === 0) return;
-    this.check(this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, args, null), 'cuLaunchKernel');
+    const t0 = this.profile ? this.profileStart() : 0;
+    this.check(this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, args.table, null), 'cuLaunchKernel');
+    if (this.profile) this.profileEnd(this.names.get(fn) ?? 'kernel', t0);
+  }
+
+  /** The kernel parameters of one launch, in native memory (the driver copies them at launch, so one buffer serves). */
+  private readonly params = new Args();
+
+  /** Kernel names for the profile (context.ts registers them). */
+  readonly names = new Map<unknown, string>();
+
+  /**
+   * ATTEND_CUDA_PROFILE=1: every launch (and cuBLAS call) is followed by a synchronisation and timed, per kernel
+   * name: what a step spends where, launch overhead included. For measuring, never for speed.
+   */
+  readonly profile = process.env.ATTEND_CUDA_PROFILE === '1';
+  readonly timings = new Map<string, { calls: number; ms: number }>();
+
+  profileStart(): number {
+    this.synchronize();
+    return performance.now();
+  }
+
+  profileEnd(name: string, t0: number): void {
+    this.synchronize();
+    const t = this.timings.get(name) ?? { calls: 0, ms: 0 };
+    t.calls++;
+    t.ms += performance.now() - t0;
+    this.timings.set(name, t);
+  }
+}
+
+/**
+ * cuLaunchKernel's `void **kernelParams`, written straight into native memory: each argument in its own 8-byte slot
+ * (a struct in as many slots as it needs) and a table of the slots' addresses, so a launch hands koffi one pointer
+ * and allocates nothing. The driver copies the parameters at launch, so one writer serves every launch. Addresses
+ * and device pointers are written as two 32-bit halves (they are below 2⁵³), with no BigInt on the way.
+ */
+export class Args {
+  private static readonly SLOTS = 1024;
+  private readonly values = koffi.alloc('uint8_t', 8 * Args.SLOTS);
+  readonly table = koffi.alloc('uint64_t', Args.SLOTS);
+  private readonly view = new DataView(koffi.view(this.values, 8 * Args.SLOTS));
+  private readonly bytes8 = new Uint8Array(this.view.buffer);
+  private readonly addresses = new Uint32Array(koffi.view(this.table, 8 * Args.SLOTS));
+  private readonly base = Number(koffi.address(this.values));
+  private slot = 0;
+  private count = 0;
+
+  reset(): this {
+    this.slot = 0;
+    this.count = 0;
+    return this;
+  }
+
+  private next(slots: number): number {
+    if (this.slot + slots > Args.SLOTS) throw new Error('kernel arguments larger than 8 KiB');
+    const at = this.slot * 8;
+    const address = this.base + at;
+    this.addresses[2 * this.count] = address % 4294967296;
+    this.addresses[2 * this.count + 1] = Math.floor(address / 4294967296);
+    this.count++;
+    this.slot += slots;
+    return at;
+  }
+
+  /** A device pointer (or any unsigned 64-bit value below 2⁵³). */
+  p(value: number): this {
+    const at = this.next(1);
+    this.view.setUint32(at, value % 4294967296, true);
+    this.view.setUint32(at + 4, Math.floor(value / 4294967296), true);
+    return this;
+  }
+
+  /** A signed 64-bit integer (long long), |value| < 2⁵³. */
+  l(value: number): this {
+    const at = this.next(1);
+    this.view.setBigInt64(at, BigInt(value), true);
+    return this;
+  }
+
+  i(value: number): this {
+    this.view.setInt32(this.next(1), value, true);
+    return this;
+  }
+
+  f(value: number): this {
+    this.view.setFloat32(this.next(1), value, true);
+    return this;
+  }
+
+  /** A struct passed by value, as its bytes. */
+  bytes(data: Uint8Array): this {
+    this.bytes8.set(data, this.next(Math.ceil(data.byteLength / 8)));
+    return this;
   }
 }
 

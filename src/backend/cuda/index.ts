@@ -21,8 +21,7 @@ import { AttendError } from '../../errors.js';
 import type { DType } from '../../tensor/dtype.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { asF32 } from '../../models/weights.js';
-import { type CudaContext, cudaContext, STORE } from './context.js';
-import { f32Arg, i32Arg, i64Arg, ptrArg } from './driver.js';
+import { type CudaContext, cudaContext, KV_DEFINES, STORE } from './context.js';
 import { DeviceHeadMemory } from './head-memory.js';
 import type { Block } from './memory.js';
 
@@ -30,6 +29,10 @@ type Layer = LayerCache<HeadMemory>;
 
 /** KV heads per attention launch (the kernels' MAXH). */
 const MAXH = 32;
+/** Rows up to which a product runs as a matrix–vector kernel over the weights (kernels/elementwise.cu gemv). */
+const GEMV_ROWS = 8;
+/** Query rows from which prefill over a 16-bit cache takes the tensor-core kernel. */
+const FLASH_MIN_ROWS = 16;
 /** Probabilities computed at once for an observer, in floats (64 MiB). */
 const PROBS_AT_ONCE = 1 << 24;
 
@@ -40,6 +43,11 @@ export interface CudaOptions {
    * for parity with the CPU backend (twice the memory, slower).
    */
   weights?: 'stored' | 'f32';
+}
+
+function ascending(p: Int32Array): boolean {
+  for (let i = 1; i < p.length; i++) if (p[i] <= p[i - 1]) return false;
+  return true;
 }
 
 export class CudaBackend implements Backend {
@@ -122,15 +130,23 @@ export class CudaBackend implements Backend {
     const y = this.empty([rows, outDim]);
     const w = this.at(weight);
     let input = this.at(x);
+    if (rows <= GEMV_ROWS && inDim % (weight.dtype === 'f32' ? 4 : 8) === 0) {
+      // Decode: one pass over the weights at full width (kernels/elementwise.cu gemv).
+      const fused = bias && bias.dtype === weight.dtype;
+      this.driver.launch(this.typed('gemv', weight.dtype), [Math.ceil(outDim / 8), 1, 1], [256, 1, 1],
+        this.driver.args().p(input).p(w).p(y.device!.ptr).p(fused ? this.at(bias) : 0).i(rows).i(outDim).i(inDim));
+      if (bias && !fused) this.ctx.launch1d(this.typed('bias_add', bias.dtype), y.size, this.driver.args().p(y.device!.ptr).p(this.at(bias)).l(y.size).i(outDim));
+      return y;
+    }
     let narrowed: Block | undefined;
     if (weight.dtype !== 'f32') {
       narrowed = this.alloc.alloc(x.size * 2);
-      this.ctx.launch1d(this.typed('narrow', weight.dtype), x.size, [ptrArg(input), ptrArg(narrowed.ptr), i64Arg(x.size)]);
+      this.ctx.launch1d(this.typed('narrow', weight.dtype), x.size, this.driver.args().p(input).p(narrowed.ptr).l(x.size));
       input = narrowed.ptr;
     }
     this.ctx.cublas.linear(input, w, y.device!.ptr, rows, outDim, inDim, weight.dtype);
     if (narrowed) this.alloc.release(narrowed);
-    if (bias) this.ctx.launch1d(this.typed('bias_add', bias.dtype), y.size, [ptrArg(y.device!.ptr), ptrArg(this.at(bias)), i64Arg(y.size), i32Arg(outDim)]);
+    if (bias) this.ctx.launch1d(this.typed('bias_add', bias.dtype), y.size, this.driver.args().p(y.device!.ptr).p(this.at(bias)).l(y.size).i(outDim));
     return y;
   }
 
@@ -138,14 +154,14 @@ export class CudaBackend implements Backend {
     const dim = table.cols;
     const out = this.empty([ids.length, dim]);
     const idBlock = this.ctx.temp(Int32Array.from(ids));
-    this.driver.launch(this.typed('embedding', table.dtype), [ids.length, 1, 1], [128, 1, 1], [ptrArg(this.at(table)), ptrArg(idBlock.ptr), ptrArg(out.device!.ptr), i32Arg(dim)]);
+    this.driver.launch(this.typed('embedding', table.dtype), [ids.length, 1, 1], [128, 1, 1], this.driver.args().p(this.at(table)).p(idBlock.ptr).p(out.device!.ptr).i(dim));
     this.alloc.release(idBlock);
     return out;
   }
 
   rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
     const out = this.empty(x.shape);
-    this.driver.launch(this.typed('rms_norm', weight.dtype), [x.rows, 1, 1], [256, 1, 1], [ptrArg(this.at(x)), ptrArg(this.at(weight)), ptrArg(out.device!.ptr), i32Arg(x.cols), f32Arg(eps)]);
+    this.driver.launch(this.typed('rms_norm', weight.dtype), [x.rows, 1, 1], [256, 1, 1], this.driver.args().p(this.at(x)).p(this.at(weight)).p(out.device!.ptr).i(x.cols).f(eps));
     return out;
   }
 
@@ -153,15 +169,29 @@ export class CudaBackend implements Backend {
     const result = out ?? this.empty(x.shape);
     const o = this.at(result);
     this.inPlace(x, (px) =>
-      this.driver.launch(this.typed('add_rms_norm', weight.dtype), [x.rows, 1, 1], [256, 1, 1], [ptrArg(px), ptrArg(this.at(delta)), ptrArg(this.at(weight)), ptrArg(o), i32Arg(x.cols), f32Arg(eps)]));
+      this.driver.launch(this.typed('add_rms_norm', weight.dtype), [x.rows, 1, 1], [256, 1, 1], this.driver.args().p(px).p(this.at(delta)).p(this.at(weight)).p(o).i(x.cols).f(eps)));
     if (!result.device) this.driver.download(result.data, o);
     return result;
   }
 
   layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
     const out = this.empty(x.shape);
-    this.driver.launch(this.typed('layer_norm', weight.dtype), [x.rows, 1, 1], [256, 1, 1], [ptrArg(this.at(x)), ptrArg(this.at(weight)), ptrArg(this.at(bias)), ptrArg(out.device!.ptr), i32Arg(x.cols), f32Arg(eps)]);
+    this.driver.launch(this.typed('layer_norm', weight.dtype), [x.rows, 1, 1], [256, 1, 1], this.driver.args().p(this.at(x)).p(this.at(weight)).p(this.at(bias)).p(out.device!.ptr).i(x.cols).f(eps));
     return out;
+  }
+
+  /** The positions of the last call, kept on the device while the same array comes back (every layer of a forward). */
+  private positionCache: { array: Int32Array; copy: Int32Array; block: Block } | undefined;
+
+  /** The device copy of a forward's positions (shared by appendKv and attention of every layer). */
+  private devicePositions(positions: Int32Array): number {
+    const c = this.positionCache;
+    if (c && c.array === positions && c.copy.length === positions.length && c.copy.every((v, i) => v === positions[i])) return c.block.ptr;
+    if (c) this.alloc.release(c.block);
+    const block = this.alloc.persistent(Math.max(4, positions.byteLength));
+    this.driver.upload(block.ptr, positions);
+    this.positionCache = { array: positions, copy: positions.slice(), block };
+    return block.ptr;
   }
 
   /** cos/sin tables of the last forward, kept on the device while the same arrays come back (every layer's q and k). */
@@ -184,27 +214,27 @@ export class CudaBackend implements Backend {
     }
     const b = c!.block.ptr;
     this.inPlace(x, (px) =>
-      this.ctx.launch1d(this.ew('rope'), rows * heads * half, [ptrArg(px), ptrArg(b), ptrArg(b + 4 * n), i32Arg(rows), i32Arg(heads), i32Arg(headDim), i32Arg(half)]));
+      this.ctx.launch1d(this.ew('rope'), rows * heads * half, this.driver.args().p(px).p(b).p(b + 4 * n).i(rows).i(heads).i(headDim).i(half)));
   }
 
   swiglu(gateUp: Tensor, inner: number): Tensor {
     const rows = gateUp.size / (2 * inner);
     const out = this.empty([rows, inner]);
-    this.ctx.launch1d(this.ew('swiglu'), rows * inner, [ptrArg(this.at(gateUp)), ptrArg(out.device!.ptr), i32Arg(rows), i32Arg(inner)]);
+    this.ctx.launch1d(this.ew('swiglu'), rows * inner, this.driver.args().p(this.at(gateUp)).p(out.device!.ptr).i(rows).i(inner));
     return out;
   }
 
   gelu(x: Tensor, kind: 'gelu_new' | 'gelu'): void {
-    this.inPlace(x, (px) => this.ctx.launch1d(this.ew('gelu'), x.size, [ptrArg(px), i64Arg(x.size), i32Arg(kind === 'gelu_new' ? 0 : 1)]));
+    this.inPlace(x, (px) => this.ctx.launch1d(this.ew('gelu'), x.size, this.driver.args().p(px).l(x.size).i(kind === 'gelu_new' ? 0 : 1)));
   }
 
   add(a: Tensor, b: Tensor): void {
-    this.inPlace(a, (pa) => this.ctx.launch1d(this.ew('add'), a.size, [ptrArg(pa), ptrArg(this.at(b)), i64Arg(a.size)]));
+    this.inPlace(a, (pa) => this.ctx.launch1d(this.ew('add'), a.size, this.driver.args().p(pa).p(this.at(b)).l(a.size)));
   }
 
   fillColumns(x: Tensor, start: number, end: number, value: number): void {
     if (end <= start) return;
-    this.inPlace(x, (px) => this.ctx.launch1d(this.ew('fill_columns'), x.rows * (end - start), [ptrArg(px), i32Arg(x.rows), i32Arg(x.cols), i32Arg(start), i32Arg(end), f32Arg(value)]));
+    this.inPlace(x, (px) => this.ctx.launch1d(this.ew('fill_columns'), x.rows * (end - start), this.driver.args().p(px).i(x.rows).i(x.cols).i(start).i(end).f(value)));
   }
 
   copy(dst: Tensor, src: Tensor): void {
@@ -213,7 +243,7 @@ export class CudaBackend implements Backend {
   }
 
   private copyBlock(src: number, srcStride: number, srcOff: number, dst: number, dstStride: number, dstOff: number, rows: number, width: number): void {
-    this.ctx.launch1d(this.ew('copy_block'), rows * width, [ptrArg(src), i64Arg(srcStride), i64Arg(srcOff), ptrArg(dst), i64Arg(dstStride), i64Arg(dstOff), i32Arg(rows), i32Arg(width)]);
+    this.ctx.launch1d(this.ew('copy_block'), rows * width, this.driver.args().p(src).l(srcStride).l(srcOff).p(dst).l(dstStride).l(dstOff).i(rows).i(width));
   }
 
   splitColumns(x: Tensor, widths: number[]): Tensor[] {
@@ -249,6 +279,11 @@ export class CudaBackend implements Backend {
 
   // ---- KV memory ----
 
+  /** With weights in their stored 16-bit type, keys and values are kept in that type too (half the memory of f32). */
+  preferredKvDtype(modelDtype: DType): DType {
+    return this.weights === 'stored' ? modelDtype : 'f32';
+  }
+
   createCache(shape: CacheShape, dtype: DType): KVCache<HeadMemory> {
     const layers = Array.from({ length: shape.numLayers }, () => new LayerCache<HeadMemory>(Array.from({ length: shape.numKvHeads }, () => new DeviceHeadMemory(this.ctx, shape.headDim, dtype))));
     return new KVCache(shape, dtype, layers);
@@ -276,7 +311,7 @@ export class CudaBackend implements Backend {
       if (h.length > 0 && positions[0] <= h.positions[h.length - 1]) throw new Error('cache entries must be appended in increasing position order');
       h.reserve(h.length + rows);
     }
-    const pos = this.ctx.temp(positions);
+    const pos = this.devicePositions(positions);
     const [pk, pv] = [this.at(k), this.at(v)];
     for (let base = 0; base < heads.length; base += MAXH) {
       const group = heads.slice(base, base + MAXH);
@@ -289,10 +324,9 @@ export class CudaBackend implements Backend {
         u64[2 * MAXH + i] = BigInt(h.positionPtr);
         i32[i] = h.length;
       });
-      this.driver.launch(this.ctx.fn('kv.cu', 'kv_append', { KV_T: STORE[group[0].dtype] }), [rows, group.length, 1], [Math.min(128, d), 1, 1],
-        [ptrArg(pk), ptrArg(pv), ptrArg(pos.ptr), i32Arg(rows), i32Arg(d), i32Arg(width), i32Arg(base), new Uint8Array(t)]);
+      this.driver.launch(this.ctx.fn('kv.cu', 'kv_append', KV_DEFINES[group[0].dtype]), [rows, group.length, 1], [Math.min(128, d), 1, 1],
+        this.driver.args().p(pk).p(pv).p(pos).i(rows).i(d).i(width).i(base).bytes(new Uint8Array(t)));
     }
-    this.alloc.release(pos);
     for (const h of heads) h.appended(positions);
   }
 
@@ -301,7 +335,7 @@ export class CudaBackend implements Backend {
       const out = new Float32Array(h.length);
       if (h.length === 0) return out;
       const o = this.alloc.alloc(4 * h.length);
-      this.driver.launch(this.ctx.fn('kv.cu', 'key_norms', { KV_T: STORE[h.dtype] }), [Math.ceil(h.length / 4), 1, 1], [128, 1, 1], [ptrArg(h.keyPtr), ptrArg(o.ptr), i32Arg(h.length), i32Arg(h.headDim)]);
+      this.driver.launch(this.ctx.fn('kv.cu', 'key_norms', KV_DEFINES[h.dtype]), [Math.ceil(h.length / 4), 1, 1], [128, 1, 1], this.driver.args().p(h.keyPtr).p(o.ptr).i(h.length).i(h.headDim));
       this.driver.download(out, o.ptr);
       this.alloc.release(o);
       return out;
@@ -331,7 +365,7 @@ export class CudaBackend implements Backend {
       blocks.push(b);
       return b.ptr;
     };
-    const qpos = temp(positions);
+    const qpos = this.devicePositions(positions);
     const parents = opts.tree ? temp(opts.tree.parents) : 0;
     let qlist = 0;
     let qlistData = 0;
@@ -367,10 +401,27 @@ export class CudaBackend implements Backend {
       tables.push({ base, count: part.length, bytes: new Uint8Array(t) });
     }
     const kernel = opts.kernel ?? { name: 'softmax' as const };
-    const defines = { HEAD_DIM: d, GROUP: group, KV_T: STORE[heads[0].dtype], SIGMOID: kernel.name === 'sigmoid' ? 1 : 0 };
+    const defines = this.attentionDefines(d, group, heads[0].dtype, kernel.name === 'sigmoid');
     const bias = kernel.name === 'sigmoid' ? kernel.bias : 0;
     const maxLen = heads.reduce((m, h) => Math.max(m, h.length), 0);
-    return { heads, rows, d, numHeads, group, qpos, parents, qlist, qlistData, tables, defines, bias, maxLen, release: () => blocks.forEach((b) => this.alloc.release(b)) };
+    return { heads, rows, d, numHeads, group, positions, qpos, parents, qlist, qlistData, tables, defines, bias, maxLen, release: () => blocks.forEach((b) => this.alloc.release(b)) };
+  }
+
+  private readonly defineSets = new Map<string, Record<string, number>>();
+
+  /** The build options of an attention variant, one object per variant (context.ts looks kernels up by identity). */
+  private attentionDefines(d: number, group: number, dtype: DType, sigmoid: boolean): Record<string, number> {
+    const key = `${d},${group},${dtype},${sigmoid}`;
+    let defs = this.defineSets.get(key);
+    if (!defs) this.defineSets.set(key, (defs = { HEAD_DIM: d, GROUP: group, KV_T: STORE[dtype], SIGMOID: sigmoid ? 1 : 0 }));
+    return defs;
+  }
+
+  private flashDefines(p: { d: number; group: number; defines: Record<string, number> }): Record<string, number> {
+    const key = `flash,${p.d},${p.group},${p.defines.KV_T}`;
+    let defs = this.defineSets.get(key);
+    if (!defs) this.defineSets.set(key, (defs = { HEAD_DIM: p.d, GROUP: p.group, KV_T: p.defines.KV_T }));
+    return defs;
   }
 
   attention(q: Tensor, layer: Layer, positions: Int32Array, opts: AttentionOptions): Tensor {
@@ -382,21 +433,28 @@ export class CudaBackend implements Backend {
     const out = this.empty(q.shape);
     const pq = this.at(q);
     try {
+      if (this.flashFits(p, opts)) {
+        this.flash(pq, out.device!.ptr, p, opts);
+        if (observer?.observe || observer?.accumulate) this.observe(pq, layer, positions, opts, p);
+        return out;
+      }
       const perQuery = p.qlist !== 0;
       const perBlock = perQuery ? p.group : 1;
-      // Splits: enough blocks for two per SM, each split reading at least 64 entries.
+      const wide = this.decodeFits(p, opts);
+      // Splits (flash-decoding's split-K): enough blocks to fill the GPU (8 per SM for the full-width decode kernel,
+      // 2 for the general one), each split reading at least 256 (64) entries.
       const blocksBase = p.rows * p.numHeads / (perQuery ? 1 : p.group);
-      const splits = Math.max(1, Math.min(64, Math.ceil((2 * this.driver.info.smCount) / blocksBase), Math.ceil(p.maxLen / 64)));
+      const [perSm, least, most] = wide ? [8, 256, 256] : [2, 64, 64];
+      const splits = Math.max(1, Math.min(most, Math.ceil((perSm * this.driver.info.smCount) / blocksBase), Math.ceil(p.maxLen / least)));
       const part = this.alloc.alloc(4 * p.rows * p.numHeads * splits * (2 + p.d));
-      const attend = this.ctx.fn('attention.cu', 'attend', p.defines);
+      const attend = this.ctx.fn('attention.cu', wide ? 'attend_decode' : 'attend', p.defines);
       const combine = this.ctx.fn('attention.cu', 'attend_combine', p.defines);
       for (const t of p.tables) {
-        this.driver.launch(attend, [p.rows, t.count * perBlock, splits], [128, 1, 1], [
-          ptrArg(pq), ptrArg(p.qpos), i32Arg(p.rows), i32Arg(p.numHeads), i32Arg(t.base), t.bytes, f32Arg(opts.scale), i32Arg(opts.window ?? 0),
-          f32Arg(p.bias), ptrArg(p.parents), ptrArg(p.qlist), ptrArg(p.qlistData), i32Arg(splits), ptrArg(part.ptr),
-        ]);
+        if (wide) this.driver.launch(attend, [p.rows, t.count, splits], [128, 1, 1], this.driver.args()
+          .p(pq).p(p.qpos).i(p.numHeads).i(t.base).bytes(t.bytes).f(opts.scale).i(opts.window ?? 0).i(splits).p(part.ptr));
+        else this.driver.launch(attend, [p.rows, t.count * perBlock, splits], [128, 1, 1], this.driver.args().p(pq).p(p.qpos).i(p.rows).i(p.numHeads).i(t.base).bytes(t.bytes).f(opts.scale).i(opts.window ?? 0).f(p.bias).p(p.parents).p(p.qlist).p(p.qlistData).i(splits).p(part.ptr));
         this.driver.launch(combine, [p.rows, t.count * p.group, 1], [Math.min(p.d, 128), 1, 1],
-          [ptrArg(part.ptr), ptrArg(out.device!.ptr), i32Arg(p.numHeads), i32Arg(t.base * p.group), i32Arg(t.count * p.group), i32Arg(splits)]);
+          this.driver.args().p(part.ptr).p(out.device!.ptr).i(p.numHeads).i(t.base * p.group).i(t.count * p.group).i(splits));
       }
       this.alloc.release(part);
       if (observer?.observe || observer?.accumulate) this.observe(pq, layer, positions, opts, p);
@@ -404,6 +462,46 @@ export class CudaBackend implements Backend {
       p.release();
     }
     return out;
+  }
+
+  /**
+   * Prefill over a 16-bit cache runs on tensor cores (kernels/flash.cu): products in the cache's type with f32
+   * accumulation, the precision the user chose by storing keys and values in 16 bits. Plain causal and windowed
+   * attention only; entry lists, trees, other kernels and f32 caches take the exact kernel.
+   */
+  private flashFits(p: ReturnType<CudaBackend['prepare']>, opts: AttentionOptions): boolean {
+    const kernel = opts.kernel?.name ?? 'softmax';
+    const dtype = p.heads[0].dtype;
+    return p.rows >= FLASH_MIN_ROWS && dtype !== 'f32' && kernel === 'softmax' && !opts.entries && !opts.queryEntries && !opts.tree && p.d % 16 === 0 && p.d <= 256
+      && ascending(p.positions);
+  }
+
+  /** A decode step over a 16-bit cache, causal or windowed, head size 64/128/256: the full-width kernel. */
+  private decodeFits(p: ReturnType<CudaBackend['prepare']>, opts: AttentionOptions): boolean {
+    const kernel = opts.kernel?.name ?? 'softmax';
+    return p.heads[0].dtype !== 'f32' && kernel === 'softmax' && !opts.entries && !opts.queryEntries && !opts.tree && (p.d === 64 || p.d === 128 || p.d === 256);
+  }
+
+  private flash(pq: number, po: number, p: ReturnType<CudaBackend['prepare']>, opts: AttentionOptions): void {
+    const n = p.heads.length;
+    const table = new ArrayBuffer(n * 28);
+    const u64 = new BigUint64Array(table, 0, 3 * n);
+    const i32 = new Int32Array(table, 24 * n, n);
+    p.heads.forEach((h, i) => {
+      u64[i] = BigInt(h.keyPtr);
+      u64[n + i] = BigInt(h.valuePtr);
+      u64[2 * n + i] = BigInt(h.positionPtr);
+      i32[i] = h.length;
+    });
+    const t = this.alloc.alloc(table.byteLength);
+    this.driver.upload(t.ptr, new Uint8Array(table));
+    const fn = this.ctx.fn('flash.cu', 'flash_prefill', this.flashDefines(p));
+    // kernels/flash.cu: 128 rows per block of 8 warps; two buffers of keys and values of KT rows of d + 8.
+    const kt = p.d <= 128 ? 64 : 32;
+    const shared = 2 * 2 * kt * (p.d + 8) * 2;
+    this.driver.allowSharedMemory(fn, shared);
+    this.driver.launch(fn, [Math.ceil(p.rows / 128), p.numHeads, 1], [256, 1, 1], this.driver.args().p(pq).p(po).p(p.qpos).i(p.rows).i(p.numHeads).p(t.ptr).p(t.ptr + 8 * n).p(t.ptr + 16 * n).p(t.ptr + 24 * n).f(opts.scale).i(opts.window ?? 0), shared);
+    this.alloc.release(t);
   }
 
   /**
@@ -420,10 +518,7 @@ export class CudaBackend implements Backend {
       const qpos = this.ctx.temp(positions.subarray(r0, r0 + n));
       for (const t of p.tables) {
         const probs = this.alloc.alloc(4 * t.count * n * p.group * cols);
-        this.driver.launch(this.ctx.fn('attention.cu', 'attend_probs', p.defines), [n, t.count * (perQuery ? p.group : 1), 1], [128, 1, 1], [
-          ptrArg(pq + 4 * r0 * p.numHeads * p.d), ptrArg(qpos.ptr), i32Arg(n), i32Arg(p.numHeads), i32Arg(t.base), t.bytes, f32Arg(opts.scale), i32Arg(opts.window ?? 0),
-          ptrArg(p.parents), ptrArg(p.qlist), ptrArg(p.qlistData), ptrArg(probs.ptr), i32Arg(cols),
-        ]);
+        this.driver.launch(this.ctx.fn('attention.cu', 'attend_probs', p.defines), [n, t.count * (perQuery ? p.group : 1), 1], [128, 1, 1], this.driver.args().p(pq + 4 * r0 * p.numHeads * p.d).p(qpos.ptr).i(n).i(p.numHeads).i(t.base).bytes(t.bytes).f(opts.scale).i(opts.window ?? 0).p(p.parents).p(p.qlist).p(p.qlistData).p(probs.ptr).i(cols));
         const host = new Float32Array(t.count * n * p.group * cols);
         this.driver.download(host, probs.ptr);
         this.alloc.release(probs);

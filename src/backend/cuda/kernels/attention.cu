@@ -256,3 +256,108 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) attend_probs(const floa
     }
   }
 }
+
+// Decoding over a 16-bit cache with no entry lists or tree (the common step): a head's entry is read by LPE =
+// HEAD_DIM/8 lanes in one 16-byte load each, so a warp reads 32/LPE entries per step at full width, and the dot
+// products need log2(LPE) shuffles per query head. HEAD_DIM 64, 128 or 256. Same splits and partial results as
+// attend (attend_combine merges them).
+#if KV_T != 0 && (HEAD_DIM == 64 || HEAD_DIM == 128 || HEAD_DIM == 256)
+#define LPE (HEAD_DIM / 8)
+#define EPW (32 / LPE)
+__device__ __forceinline__ void widen8(const uint4 raw, float (&x)[8]) {
+  const unsigned u[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    x[2 * k] = S::load((const word*)&u[k], 0);
+    x[2 * k + 1] = S::load((const word*)&u[k], 1);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(WARPS * 32) attend_decode(const float* q, const int* qpos, int numHeads, int base, Heads t, float scale, int window, int splits, float* part) {
+  const int row = blockIdx.x, kvl = blockIdx.y, split = blockIdx.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane / LPE, li = lane % LPE;
+  const word* K = (const word*)t.k[kvl];
+  const word* V = (const word*)t.v[kvl];
+  const int* P = (const int*)t.pos[kvl];
+  const int p = qpos[row];
+  const int hi = count_up_to(P, t.len[kvl], p);
+  const int lo = window > 0 ? count_up_to(P, hi, p - window) : 0;
+  const int span = hi - lo;
+  const int a = lo + (int)((long long)span * split / splits), b = lo + (int)((long long)span * (split + 1) / splits);
+  const int qh0 = (base + kvl) * GROUP;
+  float qr[GROUP][8], m[GROUP], l[GROUP], acc[GROUP][8];
+#pragma unroll
+  for (int g = 0; g < GROUP; g++) {
+    m[g] = -INFINITY; l[g] = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) { qr[g][e] = q[((long long)row * numHeads + qh0 + g) * HEAD_DIM + li * 8 + e] * scale; acc[g][e] = 0.f; }
+  }
+  for (int j0 = a + warp * EPW; j0 < b; j0 += WARPS * EPW) {
+    const int j = j0 + sub;
+    const bool valid = j < b;
+    float k[8], v[8];
+    widen8(valid ? *(const uint4*)(K + (long long)j * HEAD_DIM + li * 8) : make_uint4(0, 0, 0, 0), k);
+    widen8(valid ? *(const uint4*)(V + (long long)j * HEAD_DIM + li * 8) : make_uint4(0, 0, 0, 0), v);
+#pragma unroll
+    for (int g = 0; g < GROUP; g++) {
+      float s = 0.f;
+#pragma unroll
+      for (int e = 0; e < 8; e++) s += qr[g][e] * k[e];
+#pragma unroll
+      for (int o = LPE / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      if (valid) {
+        const float mn = fmaxf(m[g], s);
+        const float corr = expf(m[g] - mn), w = expf(s - mn);
+        l[g] = l[g] * corr + w;
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[g][e] = acc[g][e] * corr + w * v[e];
+        m[g] = mn;
+      }
+    }
+  }
+  // Merge the warp's entry slots (lanes li, li + LPE, …), then the warps.
+#pragma unroll
+  for (int g = 0; g < GROUP; g++) {
+    float mx = m[g];
+#pragma unroll
+    for (int o = LPE; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float f = mx == -INFINITY ? 0.f : expf(m[g] - mx);
+    l[g] *= f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) acc[g][e] *= f;
+#pragma unroll
+    for (int o = LPE; o < 32; o <<= 1) {
+      l[g] += __shfl_xor_sync(0xffffffffu, l[g], o);
+#pragma unroll
+      for (int e = 0; e < 8; e++) acc[g][e] += __shfl_xor_sync(0xffffffffu, acc[g][e], o);
+    }
+    m[g] = mx;
+  }
+  __shared__ float sm[WARPS][GROUP], sl[WARPS][GROUP], sa[WARPS][GROUP][HEAD_DIM];
+  if (sub == 0) {
+#pragma unroll
+    for (int g = 0; g < GROUP; g++) {
+      if (li == 0) { sm[warp][g] = m[g]; sl[warp][g] = l[g]; }
+#pragma unroll
+      for (int e = 0; e < 8; e++) sa[warp][g][li * 8 + e] = acc[g][e];
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < GROUP * HEAD_DIM; idx += blockDim.x) {
+    const int g = idx / HEAD_DIM, c = idx % HEAD_DIM;
+    float* out = part + (((long long)row * numHeads + qh0 + g) * splits + split) * (2 + HEAD_DIM);
+    float M = -INFINITY;
+    for (int w = 0; w < WARPS; w++) M = fmaxf(M, sm[w][g]);
+    float L = 0.f, A = 0.f;
+    if (M != -INFINITY)
+      for (int w = 0; w < WARPS; w++) {
+        if (sm[w][g] == -INFINITY) continue;
+        const float f = expf(sm[w][g] - M);
+        L += sl[w][g] * f;
+        A += sa[w][g][c] * f;
+      }
+    if (c == 0) { out[0] = M; out[1] = L; }
+    out[2 + c] = A;
+  }
+}
+#endif

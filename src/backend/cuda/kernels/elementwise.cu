@@ -133,3 +133,52 @@ extern "C" __global__ void copy_block(const float* src, long long srcStride, lon
     dst[r * dstStride + dstOff + c] = src[r * srcStride + srcOff + c];
   }
 }
+
+// y[r][o] = Σ_i x[r][i]·w[o][i] (+ bias[o]) for a few rows (decode): one warp per output, the weight row read once
+// in 16-byte vectors (in % 8 == 0 for 16-bit weights, % 4 for f32) and reused for every row; f32 accumulation. The
+// weight stream is what a decode step is bound by, so this reads it at full width instead of narrowing x for cuBLAS.
+#define GEMV_ROWS 8
+template <int W>
+__device__ void gemv(const float* x, const typename Store<W>::word* w, float* y, const typename Store<W>::word* bias, int rows, int out, int in) {
+  const int lane = threadIdx.x & 31;
+  const long long o = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (o >= out) return;
+  float acc[GEMV_ROWS];
+#pragma unroll
+  for (int r = 0; r < GEMV_ROWS; r++) acc[r] = 0.f;
+  const int per = W == 0 ? 4 : 8;  // elements per 16-byte load
+  const uint4* row = (const uint4*)(w + o * (long long)in);
+  for (int v = lane; v < in / per; v += 32) {
+    const uint4 raw = row[v];
+    float wv[8];
+    if (W == 0) {
+      wv[0] = __uint_as_float(raw.x); wv[1] = __uint_as_float(raw.y); wv[2] = __uint_as_float(raw.z); wv[3] = __uint_as_float(raw.w);
+    } else {
+      const unsigned u[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        wv[2 * k] = Store<W>::load((const typename Store<W>::word*)&u[k], 0);
+        wv[2 * k + 1] = Store<W>::load((const typename Store<W>::word*)&u[k], 1);
+      }
+    }
+    const int i = v * per;
+#pragma unroll
+    for (int r = 0; r < GEMV_ROWS; r++) {
+      if (r >= rows) break;
+      const float4* xr = (const float4*)(x + (long long)r * in + i);
+      const float4 a = xr[0];
+      float s = a.x * wv[0] + a.y * wv[1] + a.z * wv[2] + a.w * wv[3];
+      if (W != 0) { const float4 b = xr[1]; s += b.x * wv[4] + b.y * wv[5] + b.z * wv[6] + b.w * wv[7]; }
+      acc[r] += s;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < GEMV_ROWS; r++) {
+    if (r >= rows) break;
+    const float s = warp_sum(acc[r]);
+    if (lane == 0) y[(long long)r * out + o] = s + (bias ? Store<W>::load(bias, o) : 0.f);
+  }
+}
+extern "C" __global__ void gemv_0(const float* x, const float* w, float* y, const float* b, int rows, int out, int in) { gemv<0>(x, w, y, b, rows, out, in); }
+extern "C" __global__ void gemv_1(const float* x, const u16* w, float* y, const u16* b, int rows, int out, int in) { gemv<1>(x, w, y, b, rows, out, in); }
+extern "C" __global__ void gemv_2(const float* x, const u16* w, float* y, const u16* b, int rows, int out, int in) { gemv<2>(x, w, y, b, rows, out, in); }
