@@ -12,6 +12,16 @@ import type { HeadMemory } from '../cache/head-memory.js';
 import type { CacheShape, KVCache, LayerCache } from '../cache/kv-cache.js';
 import type { RecurrentState, StateShape } from '../cache/recurrent-state.js';
 
+export interface DeviceMemoryReport {
+  device: string;
+  weightBytes: number;
+  usedBytes: number;
+  peakUsedBytes: number;
+  reservedBytes: number;
+  freeBytes: number;
+  totalBytes: number;
+}
+
 /** A layer of any backend's KV memory. */
 type Layer = LayerCache<HeadMemory>;
 import type { DType } from '../tensor/dtype.js';
@@ -131,6 +141,11 @@ export interface Backend {
    * keys and values so too.
    */
   preferredKvDtype?(modelDtype: DType): DType;
+  /**
+   * A device backend's own memory, for `--stats` and `attend info --device`: the device, its weights, what is in use
+   * now and at peak (KV memory and workspace included), what the allocator holds from the driver, and what is free.
+   */
+  memory?(): DeviceMemoryReport;
   /**
    * The other kind of layer memory: a recurrent state (linear and recurrent attention kernels keep a fixed-size
    * summary per head instead of entries; cache/recurrent-state.ts).

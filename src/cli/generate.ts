@@ -5,6 +5,7 @@
  */
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import type { Backend } from '../backend/backend.js';
 import { AttendError } from '../errors.js';
 import { generateStream, type GenerateOptions } from '../generate/generate.js';
 import { type SamplingOptions, validateSampling } from '../generate/sampler.js';
@@ -115,6 +116,7 @@ export function registerGenerate(program: Command): void {
                 `KV cache ${s.cacheBytes.toLocaleString('en')} bytes allocated, ${s.cache.liveBytes().toLocaleString('en')} bytes in live entries` +
                 (s.compression ? ` after ${s.compression.compressions} compressions (${s.compression.dropped} entries dropped)` : '') +
                 (s.speculative ? `; ${speculativeSummary(s.speculative, s.newTokens)}` : '') +
+                deviceMemory(lm.model.backend) +
                 (s.selection ? `; ${selector!.name} read ${s.selection.entriesRead.toLocaleString('en')} of ${s.selection.entriesHeld.toLocaleString('en')} entries held over ${s.selection.selections} sparse layer steps (${((100 * s.selection.entriesRead) / Math.max(1, s.selection.entriesHeld)).toFixed(1)}%)` : '') +
                 '\n',
             );
@@ -124,6 +126,14 @@ export function registerGenerate(program: Command): void {
         process.stdout.write(step.value.text);
       }
     });
+}
+
+/** `; device memory …` for a device backend (weights, in use now and at peak, held from the driver), else nothing. */
+function deviceMemory(backend: Backend): string {
+  const m = backend.memory?.();
+  if (!m) return '';
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+  return `; ${m.device}: weights ${mib(m.weightBytes)}, in use ${mib(m.usedBytes)} (peak ${mib(m.peakUsedBytes)}: weights, KV and workspace), held ${mib(m.reservedBytes)}, free ${mib(m.freeBytes)} of ${mib(m.totalBytes)}`;
 }
 
 /** The draft directory's config, read before any weights: a missing or broken --draft fails fast, naming the flag. */

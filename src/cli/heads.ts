@@ -17,8 +17,9 @@ import { writeDuoPattern } from '../heads/duo-pattern.js';
 import { headAttention, MAX_ATTENTION_TOKENS, writeHeadsReport } from '../heads/report.js';
 import { defaultModel, parseCount, parseCountFrom } from './options.js';
 import { addActSearchFlags, type ActSearchFlags, checkActSearchFlags, runActSearchFlags } from './act-search.js';
+import { addAblationFlags, type AblationFlags, checkAblationFlags, readScoresFlag, runAblationFlags } from './ablation-check.js';
 
-interface Flags extends ActSearchFlags {
+interface Flags extends ActSearchFlags, AblationFlags {
   probe: string;
   model?: string;
   lengths?: number[];
@@ -66,6 +67,8 @@ export function registerHeads(program: Command): void {
     .action((flags: Flags) => runHeads(flags));
   // ACT's head search after --probe sinks (cli/act-search.ts).
   addActSearchFlags(program.commands.find((c) => c.name() === 'heads')!);
+  // The retrieval-head ablation curve, and --scores FILE to skip the probe (cli/ablation-check.ts).
+  addAblationFlags(program.commands.find((c) => c.name() === 'heads')!);
 }
 
 /** "6.4" → layer 6, head 4; one-line errors. */
@@ -85,13 +88,16 @@ async function runHeads(flags: Flags): Promise<void> {
   check(flags.maskMode === undefined || masking, '--mask-mode needs --mask-check');
   check(flags.maskMode === undefined || flags.maskMode === 'uniform' || flags.maskMode === 'zero', `--mask-mode: expected uniform or zero, got "${flags.maskMode}"`);
   checkActSearchFlags(flags.probe, flags);
+  checkAblationFlags(flags.probe, flags);
   const dir = flags.model ?? defaultModel();
   check(existsSync(dir), `model directory not found: ${dir}`);
   const lm = loadModel(dir);
   // The attention map first: a bad head or prompt fails before the probe's long run.
   const attention = chosen && headAttention(lm, lm.tokenizer.encode(flags.attentionPrompt!), chosen.layer, chosen.head);
   const grid = { lengths: flags.lengths, depths: flags.depths, samples: flags.samples, seed: flags.seed };
-  const result: HeadScores & { maskCheck?: MaskCheck } = probe.run(lm, { ...grid, progress: progressLine(`${flags.probe} samples`) });
+  const result: HeadScores & { maskCheck?: MaskCheck } = flags.scores !== undefined
+    ? readScoresFlag(lm, flags.probe, flags.scores)
+    : probe.run(lm, { ...grid, progress: progressLine(`${flags.probe} samples`) });
   if (masking) {
     const k = typeof flags.maskCheck === 'number' ? flags.maskCheck : undefined;
     result.maskCheck = maskCheck(lm, result, { ...grid, seed: (flags.seed ?? 0) + MASK_SEED, k, mode: flags.maskMode as MaskMode | undefined, progress: progressLine('mask-check samples') });
@@ -99,7 +105,8 @@ async function runHeads(flags: Flags): Promise<void> {
   // A DuoAttention pattern from the scores (heads/duo-pattern.ts), for --press duo-attention --press-opt pattern=DIR.
   if (flags.writePattern !== undefined) writeDuoPattern(flags.writePattern, result, lm.config);
   // ACT's offline head search, written as a calibration file for --act FILE (heads/act-search.ts).
-  const actSummary = runActSearchFlags(lm, flags.probe, flags, progressLine('ACT search runs'));
+  const actSummary = runActSearchFlags(lm, flags.probe, flags, progressLine('ACT search runs'))
+    + await runAblationFlags(lm, result, flags, progressLine('ablation-check prompts'));
   const json = toJson(result);
   const summary = summarise(result, flags.top ?? 10) + (flags.writePattern !== undefined ? `DuoAttention pattern written to ${flags.writePattern}\n` : '');
   if (flags.out !== undefined) {

@@ -4,6 +4,28 @@ import { inspectModel } from '../models/load.js';
 import { contextLength, kvBytesPerToken } from '../models/model.js';
 import { matmulBackendInfo } from '../backend/cpu/matmul.js';
 import { defaultModel } from './options.js';
+import { backendFor, DEVICES } from '../backend/devices.js';
+import type { DeviceMemoryReport } from '../backend/backend.js';
+import { loadModel } from '../models/load.js';
+
+/** The model loaded on a device: its memory there, and the KV bytes per token in the cache type it would use. */
+function deviceInfo(dir: string, name: string): DeviceMemoryReport & { kvDtype: string } {
+  const backend = backendFor(name);
+  const lm = loadModel(dir, { backend });
+  const report = backend.memory?.();
+  if (!report) throw new Error(`device ${name} reports no memory`);
+  return { ...report, kvDtype: backend.preferredKvDtype?.(lm.config.dtype) ?? 'f32' };
+}
+
+function deviceRows(d: DeviceMemoryReport & { kvDtype: string }): [string, string][] {
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+  return [
+    ['device', d.device],
+    ['weights on the device', gib(d.weightBytes)],
+    ['device memory', `${gib(d.usedBytes)} in use, ${gib(d.reservedBytes)} held by Attend, ${gib(d.freeBytes)} free of ${gib(d.totalBytes)}`],
+    ['KV cache type there', d.kvDtype],
+  ];
+}
 
 export function registerInfo(program: Command): void {
   program
@@ -11,7 +33,8 @@ export function registerInfo(program: Command): void {
     .description('print family, parameter count, dtype, context length and KV bytes per token')
     .option('--model <dir>', 'Hugging Face model directory (default: the bundled model)')
     .option('--json', 'print JSON')
-    .action((flags: { model?: string; json?: boolean }) => {
+    .option('--device <name>', `also load the weights on this device and report its memory: ${Object.keys(DEVICES).join(', ')}`)
+    .action((flags: { model?: string; json?: boolean; device?: string }) => {
       // Header and config only: building the model would read every weight in f32 (226 MB for attend-mini).
       const lm = inspectModel(flags.model ?? defaultModel());
       const c = lm.config;
@@ -33,8 +56,9 @@ export function registerInfo(program: Command): void {
         kvBytesPerToken: kvBytesPerToken(c),
         matmul: `${matmul.name} (${matmul.threads} threads)`,
       };
+      const device = flags.device && flags.device !== 'cpu' ? deviceInfo(flags.model ?? defaultModel(), flags.device) : undefined;
       if (flags.json) {
-        process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+        process.stdout.write(JSON.stringify(device ? { ...info, device } : info, null, 2) + '\n');
         return;
       }
       const rows: [string, string][] = [
@@ -49,6 +73,7 @@ export function registerInfo(program: Command): void {
         ['rope', info.rope],
         ['KV bytes per token', `${info.kvBytesPerToken.toLocaleString('en')} (f32 keys and values + positions, all layers)`],
         ['matmul', info.matmul],
+        ...(device ? deviceRows(device) : []),
       ];
       const width = Math.max(...rows.map(([k]) => k.length));
       for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);

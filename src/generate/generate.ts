@@ -181,7 +181,10 @@ export async function* generateStream(
       decided = spec!.decoder.block(history, k);
       continue;
     }
-    logits = model.backend.read(model.forward([token], cache, { lastOnly: true, observer: session?.observer, select: selection?.select }));
+    // The press's observer records decode steps only when the plan compresses while decoding: otherwise nothing reads
+    // what it would record, and on a device each recorded step is a copy to the host per layer.
+    const observer = session?.plan.decode ? session.observer : undefined;
+    logits = model.backend.read(model.forward([token], cache, { lastOnly: true, observer, select: selection?.select }));
     if (spec) spec.decoder.stats.targetForwards++;
     session?.afterDecodeStep();
   }

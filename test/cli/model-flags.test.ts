@@ -35,3 +35,13 @@ test('bad model and selector flags are one-line errors', () => {
   assertUserError(runCli(['generate', '--prompt', 'x', '--attention', 'sigmoid:bias=x']), /must be a finite number/);
   assertUserError(runCli(['generate', '--prompt', 'x', '--attention', 'sigmoid', '--press', 'snapkv', '--ratio', '0.5']), /scores entries by attention probabilities/);
 });
+
+test('--device: an unknown device, and CUDA where there is none, are one-line errors (the CUDA suite is test/gpu)', (t) => {
+  assertUserError(runCli(['generate', '--prompt', 'x', '--device', 'tpu']), /unknown device 'tpu' \(known: cpu, cuda\)/);
+  assertUserError(runCli(['info', '--device', 'tpu']), /unknown device 'tpu'/);
+  const cuda = runCli(['generate', '--prompt', 'x', '--max-tokens', '1', '--device', 'cuda']);
+  if (cuda.status === 0) return t.skip('this machine has a GPU: test/gpu covers it');
+  assertUserError(cuda, /no CUDA (driver|device)|NVRTC not found|cuBLAS not found/);
+  const plain = runCli(['generate', '--prompt', 'Hello', '--max-tokens', '2', '--device', 'cpu']);
+  assert.equal(plain.status, 0, plain.stderr);
+});

@@ -52,7 +52,10 @@ export class CudaDriver {
       cuLaunchKernel: 'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int smem, void *stream, void *params, void *extra)',
     };
     this.f = Object.fromEntries(Object.entries(decl).map(([k, d]) => [k, lib.func(d) as (...args: unknown[]) => number]));
-    this.check(this.f.cuInit(0), 'cuInit');
+    const init = this.f.cuInit(0);
+    // CUDA_ERROR_NO_DEVICE (100): a driver is installed but there is no GPU (a container without one, say).
+    if (init === 100) throw new AttendError('no CUDA device: the CUDA driver is installed but sees no GPU (--device cpu runs without one)');
+    this.check(init, 'cuInit');
     const n = [0];
     this.check(this.f.cuDeviceGetCount(n), 'cuDeviceGetCount');
     if (ordinal >= n[0]) throw new AttendError(n[0] === 0 ? 'no CUDA device: the driver sees no GPU' : `no CUDA device ${ordinal}: the driver sees ${n[0]}`);

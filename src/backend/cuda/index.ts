@@ -11,7 +11,7 @@
  * Not on the device yet, refused in one line: remapped reads (LongHeads), pruned key channels (ThinK), entries
  * weighted by a token count (RazorAttention's compensation token), and recurrent states run on the host.
  */
-import type { AttentionOptions, Backend } from '../backend.js';
+import type { AttentionOptions, Backend, DeviceMemoryReport } from '../backend.js';
 import { ENTRY_LOG_WEIGHT } from '../../cache/head-memory.js';
 import { type CacheShape, KVCache, LayerCache } from '../../cache/kv-cache.js';
 import { RecurrentState, type StateShape } from '../../cache/recurrent-state.js';
@@ -93,10 +93,20 @@ export class CudaBackend implements Backend {
     if (!t.device) this.driver.download(t.data, ptr);
   }
 
+  private weightBytes = 0;
+
+  memory(): DeviceMemoryReport {
+    const [free, total] = this.driver.memInfo();
+    const a = this.alloc;
+    const i = this.driver.info;
+    return { device: `${i.name} (sm_${i.computeCapability}, ${i.smCount} SMs)`, weightBytes: this.weightBytes, usedBytes: a.usedBytes, peakUsedBytes: a.peakUsedBytes, reservedBytes: a.reservedBytes, freeBytes: free, totalBytes: total };
+  }
+
   weight(stored: Tensor): Tensor {
     const wide = this.weights === 'f32' && stored.dtype !== 'f32';
     const t = this.alloc.tensor(stored.shape, wide ? 'f32' : stored.dtype, true);
     this.driver.upload(t.device!.ptr, wide ? asF32(stored) : stored.data);
+    this.weightBytes += t.bytes;
     return t;
   }
 
