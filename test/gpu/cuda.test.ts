@@ -13,7 +13,8 @@ import { CudaBackend } from '../../src/backend/cuda/index.js';
 import { cudaContext } from '../../src/backend/cuda/context.js';
 import { loadModel } from '../../src/models/load.js';
 import { generate } from '../../src/generate/generate.js';
-import { createPress } from '../../src/presses/registry.js';
+import { createPress, PRESSES, resolveOptions } from '../../src/presses/registry.js';
+import { AttendError } from '../../src/errors.js';
 import { conformance } from '../backend/conformance.js';
 import { referenceBackend } from '../../src/backend/reference/index.js';
 import { uniformArray } from '../../src/generate/random.js';
@@ -98,6 +99,45 @@ if (reason) {
       }
     });
   }
+
+  test('every press of the registry on both backends: the same kept entries per layer and head, or a one-line refusal on the GPU', async () => {
+    const cpu = loadModel(draft, { backend: cpuBackend });
+    const gpu = loadModel(draft, { backend: wide });
+    const prompt = cpu.tokenizer.encode('Far away, the river bends. '.repeat(12) + 'The code word is falcon. ' + 'The hills are green. '.repeat(8) + 'What is the code word?');
+    const same: string[] = [];
+    const refused: string[] = [];
+    const skipped: string[] = [];
+    for (const entry of PRESSES) {
+      if (Object.values(entry.options).some((o) => o.required)) {
+        skipped.push(`${entry.name} (needs ${Object.entries(entry.options).filter(([, o]) => o.required).map(([k]) => k).join(', ')})`);
+        continue;
+      }
+      const plan = () => ({ press: createPress(entry.name, {}), ...(entry.sizesItself ? {} : { budget: { ratio: 0.5 } }), decode: entry.decode?.(resolveOptions(entry, {})) });
+      let a;
+      try {
+        a = await generate(cpu, prompt, { maxNewTokens: 3, temperature: 0, compression: plan() });
+      } catch (e) {
+        skipped.push(`${entry.name} (on the CPU: ${(e as Error).message})`);
+        continue;
+      }
+      let b;
+      try {
+        b = await generate(gpu, prompt, { maxNewTokens: 3, temperature: 0, compression: plan() });
+      } catch (e) {
+        assert.ok(e instanceof AttendError && !(e as Error).message.includes('\n'), `${entry.name}: ${(e as Error).stack}`);
+        refused.push(`${entry.name} (${(e as Error).message})`);
+        continue;
+      }
+      a.cache.layers.forEach((layer, l) => layer.heads.forEach((h, i) => {
+        assert.deepEqual(Array.from(b.cache.layers[l].heads[i].positions), Array.from(h.positions), `${entry.name}: layer ${l} head ${i} kept entries`);
+      }));
+      same.push(entry.name);
+    }
+    console.log(`# presses with the same kept entries on both backends (${same.length}): ${same.join(', ')}`);
+    console.log(`# refused on the GPU (${refused.length}): ${refused.join('; ')}`);
+    console.log(`# not run (${skipped.length}): ${skipped.join('; ')}`);
+    assert.ok(same.length >= 10, `only ${same.length} presses ran on both`);
+  });
 
   test('decode products (1–8 rows) read 16-bit weights directly: within 1e-5 of the reference on the widened weights, with and without bias', () => {
     const ref = referenceBackend;
