@@ -63,6 +63,12 @@ export interface NeedleDecodeOptions {
   /** For the decoding forwards only. */
   hooks?: (cache: KVCache) => ForwardHooks;
   maxSteps?: number;
+  /**
+   * The prompt but its last token already prefilled (a cache of the same prompt): decoding runs on a clone of it
+   * instead of prefilling again, so several hooked decodings of one prompt share its prefill (the hooks reach
+   * decoding steps only, so every one of them would prefill the same cache).
+   */
+  prefilled?: KVCache;
 }
 
 /**
@@ -129,8 +135,11 @@ export function decodeIds(lm: LoadedModel, promptIds: readonly number[], span: N
   if (promptIds.length >= limit) {
     throw new AttendError(`a ${promptIds.length}-token prompt leaves no room to decode in the model's ${limit} positions`);
   }
-  const cache = model.makeCache();
-  if (promptIds.length > 1) prefill(model, cache, promptIds.slice(0, -1));
+  if (opts.prefilled && opts.prefilled.nextPosition !== promptIds.length - 1) {
+    throw new AttendError(`a prefilled cache of ${opts.prefilled.nextPosition} positions does not hold the ${promptIds.length - 1} tokens before the prompt's last`);
+  }
+  const cache = opts.prefilled?.clone() ?? model.makeCache();
+  if (!opts.prefilled && promptIds.length > 1) prefill(model, cache, promptIds.slice(0, -1));
   // The model's EOS ids as `attend generate` finds them (generate.ts defaultEos).
   const eos = new Set(lm.generation.eosTokenIds ?? (lm.config.eosTokenIds.length ? lm.config.eosTokenIds : tokenizer.eosTokenIds));
   const hooks = opts.hooks?.(cache);
