@@ -20,7 +20,7 @@ function table(head: string[], rows: string[][], numericFrom = 1): string {
 /** A method and budget as a row label; its options too where the results hold it with more than one set of them. */
 function methodLabeller(results: CellResult[]): (r: CellResult) => string {
   const variant = variants(results);
-  return (r) => (r.method === 'full' ? 'full' : `${methodText({ method: r.method, variant: variant(r) })}, ${budgetLabel(r)}`);
+  return (r) => (r.method === 'full' && !r.act ? 'full' : `${methodText({ method: r.method, variant: variant(r) })}, ${budgetLabel(r)}`);
 }
 
 /** The pooled accuracy table (with Wilson intervals), the cost table per context length, their notes. */

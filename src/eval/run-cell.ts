@@ -10,6 +10,7 @@
  * the same ids.
  */
 import type { KVCache } from '../cache/kv-cache.js';
+import { AttendError } from '../errors.js';
 import { forwardChunks } from '../generate/chunks.js';
 import { generate } from '../generate/generate.js';
 import { prefill } from '../generate/prefill.js';
@@ -18,6 +19,8 @@ import { createPress, pressEntry, resolveOptions } from '../presses/registry.js'
 import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
 import { createSelector, type SelectionStats, type Selector } from '../selectors/registry.js';
 import { SelectionSession, seesPrefill } from '../selectors/selector.js';
+import { modelOfCell } from './act-method.js';
+import { isPromptMethod, PROMPT_METHODS } from './prompt-methods.js';
 import { scoreAll, scorePart } from './scoring.js';
 import { isSelectorMethod } from './sweep-config.js';
 import type { CellKey, CellMetrics, PerplexityInstance, TaskInstance } from './types.js';
@@ -31,7 +34,7 @@ export function planOf(key: CellKey): CompressionPlan | undefined {
     const { press, ratio, options = {} } = key.within;
     return { press: createPress(press, options), budget: { ratio }, during: 'prefill', decode: pressEntry(press).decode?.(resolveOptions(pressEntry(press), options)) };
   }
-  if (key.method === 'full' || isSelectorMethod(key.method)) return undefined;
+  if (key.method === 'full' || isSelectorMethod(key.method) || isPromptMethod(key.method)) return undefined;
   const entry = pressEntry(key.method);
   // A press that sets its own size (DMS, SimLayerKV) runs without a budget; any other needs one.
   if (!key.budget && !entry.sizesItself) return undefined;
@@ -80,7 +83,9 @@ export function selectorOf(key: CellKey): Selector | undefined {
   return createSelector(key.method, { ...(key.options as Record<string, number>), budget: key.budget.tokens });
 }
 
-export async function runGeneration(lm: LoadedModel, key: CellKey, instance: TaskInstance): Promise<GenerationRun> {
+export async function runGeneration(given: LoadedModel, key: CellKey, instance: TaskInstance): Promise<GenerationRun> {
+  // An ACT cell runs every forward, prefill and decoding, on the calibrated model (eval/act-method.ts).
+  const lm = modelOfCell(given, key);
   const { contextIds, questionIds } = promptParts(lm, instance);
   const selector = selectorOf(key);
   const plan = planOf(key);
@@ -92,6 +97,8 @@ export async function runGeneration(lm: LoadedModel, key: CellKey, instance: Tas
   const t0 = performance.now();
   let session: CompressionSession | undefined;
   let promptIds = [...contextIds, ...questionIds];
+  // A prompt compressor (eval/prompt-methods.ts) drops prompt tokens before the prefill, timed in the TTFT.
+  if (isPromptMethod(key.method) && key.budget) promptIds = PROMPT_METHODS[key.method].compress(lm, promptIds, key.budget, key.options);
   if (plan && !key.queryAware) {
     session = new CompressionSession(plan, lm.model, cache);
     const s = session;
@@ -158,7 +165,9 @@ export function generationMetrics(
 }
 
 /** Perplexity of the document's tokens after the first, each predicted from the (compressed) cache before it. */
-function runPerplexity(lm: LoadedModel, key: CellKey, instance: PerplexityInstance): CellMetrics {
+function runPerplexity(given: LoadedModel, key: CellKey, instance: PerplexityInstance): CellMetrics {
+  const lm = modelOfCell(given, key);
+  if (isPromptMethod(key.method)) throw new AttendError(`${key.method} compresses a prompt before its prefill and has no perplexity cells`);
   const ids = lm.tokenizer.encode(instance.text).slice(0, instance.contextLength);
   const plan = planOf(key);
   const cache = lm.model.makeCache();

@@ -16,6 +16,7 @@ import { PressRecorder, type RecordedQueries, recordedStats } from '../presses/o
 import type { PressNeeds } from '../presses/press.js';
 import { type CompressionPlan, CompressionSession } from '../presses/runner.js';
 import { copyAsPrefilled } from './prefilled-copy.js';
+import { isPromptMethod } from './prompt-methods.js';
 import { type GenerationRun, generationMetrics, MemoryProbe, planOf, promptParts, selectorOf, withSelection } from './run-cell.js';
 import type { CellKey, TaskInstance } from './types.js';
 
@@ -28,6 +29,10 @@ function canShare(key: CellKey): boolean {
   // A selector that reads the prefill (its queries build its index or chunks) needs a prefill of its own.
   const selector = selectorOf(key);
   if (selector && seesPrefill(selector)) return false;
+  // A prompt compressor prefills ids of its own (the prompt it kept).
+  if (isPromptMethod(key.method)) return false;
+  // ACT changes the model, so its prefill is its own too (eval/act-method.ts).
+  if (key.act) return false;
   const plan = planOf(key);
   return !plan || (plan.during === 'prefill' && !plan.press.observer);
 }

@@ -6,6 +6,7 @@
  * - a closing sentence, made from the results, saying what the table shows and what it cannot.
  * Budgets are worded one way everywhere (console, Markdown, report): the share of the prompt's KV kept.
  */
+import { actLabel } from './act-method.js';
 import { distinct, groupBy } from './report/aggregate.js';
 import { wilson } from './scoring.js';
 import { PRESSES } from '../presses/registry.js';
@@ -102,11 +103,15 @@ export function optionsText(options: CellResult['options']): string {
   return Object.entries(options ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(', ');
 }
 
-/** Per cell, its options where its method ran with more than one set of them in `results` (else ''). */
+/**
+ * Per cell, its options where its method ran with more than one set of them in `results` (else ''), and its ACT
+ * calibration where it ran with one (eval/act-method.ts: "ACT on 2 heads: 6.5, 6.4").
+ */
 export function variants(results: CellResult[]): (r: CellResult) => string {
   const sets = new Map<string, Set<string>>();
   for (const r of results) sets.set(r.method, (sets.get(r.method) ?? new Set()).add(optionsText(r.options)));
-  return (r) => ((sets.get(r.method)?.size ?? 0) > 1 ? optionsText(r.options) : '');
+  const options = (r: CellResult) => ((sets.get(r.method)?.size ?? 0) > 1 ? optionsText(r.options) : '');
+  return (r) => [options(r), r.act ? actLabel(r.act) : ''].filter((p) => p).join(', ');
 }
 
 /** A row's method as the tables show it: its name, and its options where they tell rows apart. */

@@ -7,7 +7,9 @@ import { readFileSync, statSync } from 'node:fs';
 import { AttendError, check } from '../errors.js';
 import { PRESSES, pressEntry, resolveOptions } from '../presses/registry.js';
 import { createSelector, SELECTORS } from '../selectors/registry.js';
+import { readActCell } from './act-method.js';
 import { jsonErrorReason, oneLine } from './json-text.js';
+import { checkPromptOptions, isPromptMethod, PROMPT_METHODS } from './prompt-methods.js';
 import { taskByName } from './tasks/index.js';
 import type { CellKey, WithinPress } from './types.js';
 
@@ -19,6 +21,12 @@ export interface MethodSpec {
    * budgets the tokens each head reads per decoding step (nothing is dropped; the prompt is prefilled whole).
    */
   selector?: true;
+  /**
+   * Written {"prompt": "specpc", "ratios": [0.75], "options": {"draft": DIR}} in a config: a prompt compressor
+   * (eval/prompt-methods.ts) that drops prompt tokens before the prefill; its ratios are the share of the prompt's
+   * tokens removed, its budgets the tokens kept; one query mode (query-aware: it compresses the whole prompt).
+   */
+  prompt?: true;
   /** Ratios and token budgets, one cell each; none for a press that sets its own size (PressEntry.sizesItself). */
   ratios?: number[];
   budgets?: number[];
@@ -30,6 +38,11 @@ export interface MethodSpec {
    * chooses what each decoding step reads from what it kept.
    */
   within?: WithinPress;
+  /**
+   * Written {"press": "full", "act": "models/attend-mini/act-calibration.json"}: the method's cells run on the model
+   * with ACT attention calibration from that file (eval/act-method.ts), each with a prefill of its own.
+   */
+  act?: string;
 }
 
 export interface SweepConfig {
@@ -153,7 +166,7 @@ export const RULER_PRESSES: { press: string; options?: Record<string, number | s
  */
 export const RULER_LEFT_OUT: Record<string, string> = {
   'expected-attention-stats': "needs the model's query statistics (stats=PATH, made by tools/press_stats/); expected-attention, in the preset, takes them from the prompt",
-  speckv: 'needs a draft model (draft=DIR): run it from a config with {"press": "speckv", "options": {"draft": "models/attend-mini-draft"}}; not yet checked under the shared prefill the preset uses',
+  speckv: 'needs a draft model (draft=DIR): run it from a config with {"press": "speckv", "options": {"draft": "models/attend-mini-draft"}}; it never joins a shared prefill (its observer must see every prompt id: eval/shared-prefill.ts canShare; test/eval/speckv-sweep.test.ts)',
   'duo-attention': "needs the model's pattern directory (pattern=DIR; attend-mini's: models/attend-mini/duo-pattern), and its ratio is a share of KV heads, not of entries: compared at equal real KV bytes in docs/sweeps/heads.json",
   'razor-attention': 'head-aware (retrieval heads whole): compared at equal real KV bytes beside DuoAttention, AdaKV and SnapKV in docs/sweeps/heads.json, added after the RULER sweep ran',
   restorekv: "needs RestoreKV's trained adapter for the model (path=PATH), which cannot be made here: no published training recipe (tools/press_training/restorekv.py says why)",
@@ -285,7 +298,7 @@ function checkList(source: string, key: string, value: unknown, ok: (item: unkno
 }
 
 const wholeAbove0 = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
-const METHOD_KEYS = ['press', 'selector', 'ratios', 'budgets', 'options', 'during', 'within'];
+const METHOD_KEYS = ['press', 'selector', 'prompt', 'ratios', 'budgets', 'options', 'during', 'within', 'act'];
 const WITHIN_KEYS = ['press', 'ratio', 'options'];
 
 function checkWithin(where: string, w: unknown): void {
@@ -312,6 +325,10 @@ function checkMethod(source: string, m: unknown, index: number): void {
   const where = `${source}: methods item ${index + 1}`;
   check(isObject(m), () => `${where} must be an object such as {"press": "snapkv", "ratios": [0.5]} (got ${shown(m)})`);
   for (const key of Object.keys(m)) check(METHOD_KEYS.includes(key), () => `${where}: unknown key "${oneLine(key, 40)}" (known: ${METHOD_KEYS.join(', ')})`);
+  if (m.act !== undefined) {
+    check(typeof m.act === 'string' && m.act !== '', () => `${where}: "act" must be the path of an ACT calibration file (attend heads --probe sinks --calibrate-act FILE), got ${shown(m.act)}`);
+    check(m.selector === undefined, `${where}: "act" recomputes the calibrated heads over the whole cache and cannot run under a selector's entry lists`);
+  }
   if (m.selector !== undefined && m.selector !== true) {
     check(m.press === undefined, `${where}: give "press" or "selector", not both`);
     check(typeof m.selector === 'string' && isSelectorMethod(m.selector),
@@ -328,6 +345,30 @@ function checkMethod(source: string, m: unknown, index: number): void {
     // Normalised: the selector's name is the cell's method.
     m.press = m.selector;
     m.selector = true;
+    return;
+  }
+  if (m.prompt !== undefined && m.prompt !== true) {
+    check(m.press === undefined && m.selector === undefined, `${where}: give one of "press", "selector" or "prompt"`);
+    check(typeof m.prompt === 'string' && isPromptMethod(m.prompt),
+      () => `${where}: "prompt" must be a prompt compressor's name (${Object.keys(PROMPT_METHODS).join(', ')}), got ${shown(m.prompt)}`);
+    for (const key of ['during', 'within']) check(m[key] === undefined, `${where}: a prompt compressor runs before the prefill and takes no "${key}"`);
+    check(m.ratios !== undefined || m.budgets !== undefined, `${where}: ${m.prompt as string} needs ratios or budgets`);
+    if (m.ratios !== undefined) {
+      checkList(where, 'ratios', m.ratios, (r) => typeof r === 'number' && r > 0 && r < 1, "numbers in (0, 1), the share of the prompt's tokens removed", '[0.5, 0.75]');
+    }
+    if (m.budgets !== undefined) checkList(where, 'budgets', m.budgets, wholeAbove0, "whole numbers > 0, the prompt's tokens kept", '[1024, 2048]');
+    check(isObject(m.options), () => `${where}: ${m.prompt as string} needs "options" such as {"draft": "models/attend-mini-draft"} (got ${shown(m.options)})`);
+    checkPromptOptions(m.prompt as string, m.options as Record<string, number | string>, where);
+    // Normalised as a selector is: the compressor's name is the cell's method.
+    m.press = m.prompt;
+    m.prompt = true;
+    return;
+  }
+  if (m.prompt === true) {
+    // Checked again after normalisation (or written so by hand): the name moved to "press".
+    check(typeof m.press === 'string' && isPromptMethod(m.press),
+      () => `${where}: "prompt" must be a prompt compressor's name (${Object.keys(PROMPT_METHODS).join(', ')}), got ${shown(m.press)}`);
+    checkPromptOptions(m.press, (isObject(m.options) ? m.options : {}) as Record<string, number | string>, where);
     return;
   }
   check(typeof m.press === 'string' && m.press !== '', () => `${where}: "press" must be "full" or a press name (see attend presses), got ${shown(m.press)}`);
@@ -428,6 +469,7 @@ function methodBudgets(m: MethodSpec): CellKey['budget'][] {
 
 /** The query modes a method runs in: a press (or a selector over one) in each of the sweep's; full KV and a bare selector, which compress nothing, in one. */
 function queryModes(config: SweepConfig, m: MethodSpec): boolean[] {
+  if (m.prompt) return [true];
   return m.press === 'full' || (m.selector && !m.within) ? [false] : config.queryAware;
 }
 
@@ -459,7 +501,13 @@ function validateSweepAsGiven(config: SweepConfig, modelContext: number, source:
     check(n <= modelContext, `${source}: context length ${n} is longer than the model's context of ${modelContext}`);
   }
   for (const m of config.methods) {
+    if (m.act !== undefined) readActCell(m.act, source);
     if (m.press === 'full') continue;
+    if (m.prompt) {
+      check(!config.tasks.includes('perplexity'), `${source}: ${m.press} compresses a prompt before its prefill and has no perplexity cells; run it on prompted tasks`);
+      checkPromptOptions(m.press, m.options ?? {}, source);
+      continue;
+    }
     if (m.selector) {
       for (const budget of m.budgets ?? []) createSelector(m.press, { ...(m.options as Record<string, number>), budget });
       if (m.within) resolveOptions(pressEntry(m.within.press), m.within.options ?? {});
@@ -475,6 +523,8 @@ export function expandSweep(config: SweepConfig, model: string): CellKey[] {
     checkCellCount(config, 'the sweep');
   });
   const cells: CellKey[] = [];
+  // Each method's ACT calibration, read once (eval/act-method.ts).
+  const acts = config.methods.map((m) => (m.act === undefined ? undefined : oneLineErrors(() => readActCell(m.act!, 'the sweep'))));
   let instance = 0;
   for (const task of config.tasks) {
     const depths = taskByName(task).hasDepth ? config.depths : [null];
@@ -482,7 +532,7 @@ export function expandSweep(config: SweepConfig, model: string): CellKey[] {
       for (const depth of depths) {
         for (let sample = 0; sample < config.samples; sample++) {
           const seed = config.seed * 1_000_003 + (config.seedPerInstance ? instance++ : sample);
-          for (const m of config.methods) {
+          for (const [mi, m] of config.methods.entries()) {
             const budgets = methodBudgets(m);
             const aware = queryModes(config, m);
             for (const budget of budgets) {
@@ -496,10 +546,11 @@ export function expandSweep(config: SweepConfig, model: string): CellKey[] {
                   method: m.press,
                   options: m.options ?? {},
                   budget,
-                  during: m.press === 'full' || m.selector ? null : (m.during ?? 'prefill'),
+                  during: m.press === 'full' || m.selector || m.prompt ? null : (m.during ?? 'prefill'),
                   queryAware,
                   prefillChunk: config.prefillChunk,
                   ...(m.within ? { within: m.within } : {}),
+                  ...(acts[mi] ? { act: acts[mi] } : {}),
                 });
               }
             }

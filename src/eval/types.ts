@@ -72,6 +72,19 @@ export interface CellKey {
    * (the share of the KV removed), in the cell's query mode. Absent for every other cell.
    */
   within?: WithinPress;
+  /**
+   * A cell run on the model with ACT attention calibration (eval/act-method.ts): the calibration read from the
+   * method's "act" file. Absent for every other cell.
+   */
+  act?: ActCell;
+}
+
+/** An ACT calibration as a cell holds it: the file it came from, β, the sink threshold and the calibrated query heads. */
+export interface ActCell {
+  path: string;
+  beta: number;
+  threshold: number;
+  heads: { layer: number; head: number }[];
 }
 
 /** The press under a selector: what the cache keeps, before the selector chooses what each step reads. */
@@ -129,5 +142,7 @@ export function cellId(key: CellKey): string {
     const { press, ratio, options: o = {} } = key.within;
     id.push({ press, ratio, options: Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b))) });
   }
+  // Likewise ACT cells: the calibration, not its file's path, tells two cells apart.
+  if (key.act) id.push({ act: { beta: key.act.beta, threshold: key.act.threshold, heads: key.act.heads } });
   return JSON.stringify(id);
 }

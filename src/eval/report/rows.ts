@@ -4,6 +4,7 @@
  */
 import type { CellResult } from '../types.js';
 import { isSelectorMethod } from '../sweep-config.js';
+import { actLabel } from '../act-method.js';
 import { keptLabel, optionsText } from '../summary.js';
 
 export interface Row {
@@ -50,6 +51,7 @@ function settingParts(cell: CellResult): Record<string, string> {
     queryAware: cell.queryAware ? 'query-aware' : 'query-agnostic',
     prefillChunk: `chunk ${cell.prefillChunk}`,
     within: cell.within ? `within ${cell.within.press} at ${keptLabel({ ratio: cell.within.ratio })}` : '',
+    act: cell.act ? actLabel(cell.act) : '',
   };
 }
 
