@@ -7,23 +7,25 @@ import { defaultModel } from './options.js';
 import { backendFor, DEVICES } from '../backend/devices.js';
 import type { DeviceMemoryReport } from '../backend/backend.js';
 import { loadModel } from '../models/load.js';
+import { BYTES_PER_ELEMENT, type DType } from '../tensor/dtype.js';
 
 /** The model loaded on a device: its memory there, and the KV bytes per token in the cache type it would use. */
-function deviceInfo(dir: string, name: string): DeviceMemoryReport & { kvDtype: string } {
+function deviceInfo(dir: string, name: string): DeviceMemoryReport & { kvDtype: DType; kvBytesPerToken: number } {
   const backend = backendFor(name);
   const lm = loadModel(dir, { backend });
   const report = backend.memory?.();
   if (!report) throw new Error(`device ${name} reports no memory`);
-  return { ...report, kvDtype: backend.preferredKvDtype?.(lm.config.dtype) ?? 'f32' };
+  const kvDtype = backend.preferredKvDtype?.(lm.config.dtype) ?? 'f32';
+  return { ...report, kvDtype, kvBytesPerToken: kvBytesPerToken(lm.config, BYTES_PER_ELEMENT[kvDtype]) };
 }
 
-function deviceRows(d: DeviceMemoryReport & { kvDtype: string }): [string, string][] {
+function deviceRows(d: DeviceMemoryReport & { kvDtype: DType; kvBytesPerToken: number }): [string, string][] {
   const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
   return [
     ['device', d.device],
     ['weights on the device', gib(d.weightBytes)],
     ['device memory', `${gib(d.usedBytes)} in use, ${gib(d.reservedBytes)} held by Attend, ${gib(d.freeBytes)} free of ${gib(d.totalBytes)}`],
-    ['KV cache type there', d.kvDtype],
+    ['KV cache there', `${d.kvDtype}: ${d.kvBytesPerToken.toLocaleString('en')} bytes per token (keys and values + positions, all layers)`],
   ];
 }
 
