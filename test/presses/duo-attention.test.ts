@@ -3,8 +3,9 @@
  * ratio makes streaming (kvpress's round(N·R) lowest gates), what each head keeps worked by hand on the parity
  * checkpoint llama-gqa-tied with the hand-made pattern of test/fixtures/duo-attention/ (retrieval heads untouched,
  * streaming heads = sinks + recent window, after the prefill, per chunk and while decoding, memory freed), patterns
- * written from probe scores (heads/duo-pattern.ts), and — when test/fixtures/duo-oracle/ exists
- * (tools/fixtures/make_duo_oracle.py) — kvpress's DuoAttentionPress on attend-mini with the same pattern file.
+ * written from probe scores (heads/duo-pattern.ts), and — when test/fixtures/duo-oracle/ and
+ * test/fixtures/duo-oracle-parity/ exist (tools/fixtures/make_duo_oracle.py) — kvpress's DuoAttentionPress with the
+ * same pattern file on attend-mini and on the parity checkpoint llama-gqa-tied.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -225,8 +226,12 @@ test('patterns from probe scores: gate = max of the query heads of each KV head,
   }
 });
 
-// kvpress's DuoAttentionPress on attend-mini with the same pattern file (tools/fixtures/make_duo_oracle.py).
-const ORACLE = join(ROOT, 'test', 'fixtures', 'duo-oracle');
+// kvpress's DuoAttentionPress with the same pattern file (tools/fixtures/make_duo_oracle.py), on attend-mini and on
+// the parity checkpoint llama-gqa-tied (2 layers × 2 KV heads, the script's seeded gate table).
+const ORACLES = [
+  { fixture: 'duo-oracle', models: join(ROOT, 'models'), label: 'attend-mini' },
+  { fixture: 'duo-oracle-parity', models: PARITY_DIR, label: 'the parity checkpoint llama-gqa-tied' },
+];
 
 interface DuoOracleCase {
   name: string;
@@ -246,42 +251,45 @@ interface DuoOracle {
   cases: DuoOracleCase[];
 }
 
-const oracle = existsSync(join(ORACLE, 'oracle.json')) ? (JSON.parse(readFileSync(join(ORACLE, 'oracle.json'), 'utf8')) as DuoOracle) : undefined;
-const skip = oracle ? false : `no kvpress fixture at ${ORACLE} (tools/fixtures/make_duo_oracle.py makes it on the GPU machine)`;
+for (const { fixture, models, label } of ORACLES) {
+  const ORACLE = join(ROOT, 'test', 'fixtures', fixture);
+  const oracle = existsSync(join(ORACLE, 'oracle.json')) ? (JSON.parse(readFileSync(join(ORACLE, 'oracle.json'), 'utf8')) as DuoOracle) : undefined;
+  const skip = oracle ? false : `no kvpress fixture at ${ORACLE} (tools/fixtures/make_duo_oracle.py makes it)`;
 
-test('kvpress DuoAttentionPress on attend-mini: same streaming heads, same entries (Attend frees what kvpress masks), logits within 1e-3', { skip }, () => {
-  const ref = oracle!;
-  const modelDir = join(ROOT, 'models', ref.model);
-  const hash = createHash('sha256');
-  for (const f of readdirSync(modelDir).filter((f) => f.endsWith('.safetensors')).sort()) hash.update(readFileSync(join(modelDir, f)));
-  assert.equal(hash.digest('hex'), ref.weights_sha256, `${modelDir} changed: run tools/fixtures/make_duo_oracle.py again`);
-  const mini = loadModel(modelDir);
-  const { numLayers: L, numKvHeads: H } = mini.config;
-  const n = ref.context_ids.length;
-  // A copy, so that nothing the test does can touch the fixture.
-  const dir = mkdtempSync(join(tmpdir(), 'duo-oracle-'));
-  try {
-    cpSync(join(ORACLE, ref.pattern), join(dir, 'pattern'), { recursive: true });
-    assert.ok(ref.cases.length > 0, 'the fixture holds cases');
-    for (const c of ref.cases) {
-      const cache = newCache(mini.config, 'f32');
-      const press = createPress('duo-attention', { pattern: join(dir, 'pattern') }) as DuoAttentionPress;
-      const session = new CompressionSession({ press, budget: { ratio: c.ratio }, during: 'prefill' }, mini.model, cache);
-      prefill(mini.model, cache, ref.context_ids, { observer: session.observer, afterChunk: (_, end) => session.afterChunk(end, n) });
-      assert.deepEqual(press.streamingMask(), c.streaming, `${c.name}: streaming heads`);
-      assert.deepEqual(positions(cache), c.kept, `${c.name}: kept entries`);
-      const entries = cache.layers.reduce((s, l) => s + l.heads.reduce((t, h) => t + h.length, 0), 0);
-      assert.equal(entries, n * L * H - c.masked, `${c.name}: Attend holds every entry kvpress does not mask`);
-      const full = cache.layers.flatMap((l) => l.heads).find((h) => h.length === n);
-      const entryBytes = full ? full.liveBytes() / n : 2 * mini.config.headDim * 4;
-      assert.equal(cache.liveBytes(), (n * L * H - c.masked) * entryBytes, `${c.name}: the cache is smaller by the masked entries' bytes`);
-      for (const head of cache.layers.flatMap((l) => l.heads)) if (head.length < n) assert.equal(head.bytes(), head.liveBytes());
-      const logits = mini.model.forward(ref.question_ids, cache).f32;
-      const last = logits.subarray(logits.length - mini.config.vocabSize);
-      const diff = maxAbsDiff(last, readF32(join(ORACLE, c.logits)));
-      assert.ok(diff < 1e-3, `${c.name}: logits after the question, max |Δ| ${diff}`);
+  test(`kvpress DuoAttentionPress on ${label}: same streaming heads, same entries (Attend frees what kvpress masks), logits within 1e-3`, { skip }, () => {
+    const ref = oracle!;
+    const modelDir = join(models, ref.model);
+    const hash = createHash('sha256');
+    for (const f of readdirSync(modelDir).filter((f) => f.endsWith('.safetensors')).sort()) hash.update(readFileSync(join(modelDir, f)));
+    assert.equal(hash.digest('hex'), ref.weights_sha256, `${modelDir} changed: run tools/fixtures/make_duo_oracle.py again`);
+    const mini = loadModel(modelDir);
+    const { numLayers: L, numKvHeads: H } = mini.config;
+    const n = ref.context_ids.length;
+    // A copy, so that nothing the test does can touch the fixture.
+    const dir = mkdtempSync(join(tmpdir(), 'duo-oracle-'));
+    try {
+      cpSync(join(ORACLE, ref.pattern), join(dir, 'pattern'), { recursive: true });
+      assert.ok(ref.cases.length > 0, 'the fixture holds cases');
+      for (const c of ref.cases) {
+        const cache = newCache(mini.config, 'f32');
+        const press = createPress('duo-attention', { pattern: join(dir, 'pattern') }) as DuoAttentionPress;
+        const session = new CompressionSession({ press, budget: { ratio: c.ratio }, during: 'prefill' }, mini.model, cache);
+        prefill(mini.model, cache, ref.context_ids, { observer: session.observer, afterChunk: (_, end) => session.afterChunk(end, n) });
+        assert.deepEqual(press.streamingMask(), c.streaming, `${c.name}: streaming heads`);
+        assert.deepEqual(positions(cache), c.kept, `${c.name}: kept entries`);
+        const entries = cache.layers.reduce((s, l) => s + l.heads.reduce((t, h) => t + h.length, 0), 0);
+        assert.equal(entries, n * L * H - c.masked, `${c.name}: Attend holds every entry kvpress does not mask`);
+        const full = cache.layers.flatMap((l) => l.heads).find((h) => h.length === n);
+        const entryBytes = full ? full.liveBytes() / n : 2 * mini.config.headDim * 4;
+        assert.equal(cache.liveBytes(), (n * L * H - c.masked) * entryBytes, `${c.name}: the cache is smaller by the masked entries' bytes`);
+        for (const head of cache.layers.flatMap((l) => l.heads)) if (head.length < n) assert.equal(head.bytes(), head.liveBytes());
+        const logits = mini.model.forward(ref.question_ids, cache).f32;
+        const last = logits.subarray(logits.length - mini.config.vocabSize);
+        const diff = maxAbsDiff(last, readF32(join(ORACLE, c.logits)));
+        assert.ok(diff < 1e-3, `${c.name}: logits after the question, max |Δ| ${diff}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  });
+}
