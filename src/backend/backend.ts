@@ -97,6 +97,11 @@ export interface Backend {
   weight(stored: Tensor): Tensor;
   /** The f32 values of a tensor this backend made, on the host (a view on host backends; a copy from a device). */
   read(t: Tensor): Float32Array;
+  /**
+   * Gives a device tensor's memory back now instead of when the tensor is garbage-collected: for tensors made outside
+   * scopes (a forward's logits) that the caller has read and will not use again. Host backends have nothing to do.
+   */
+  release?(t: Tensor): void;
   /** A tensor of this backend holding `data` ([shape], f32). */
   upload(shape: readonly number[], data: Float32Array): Tensor;
   /** y = x · weightᵀ (+ bias): x [rows × in], weight [out × in] as Hugging Face stores Linear layers. */
@@ -167,4 +172,14 @@ export interface Backend {
    * with `opts.kernel`. attention/reference.ts is the same computation in plain loops, the oracle of every backend.
    */
   attention(q: Tensor, layer: Layer, positions: Int32Array, opts: AttentionOptions): Tensor;
+}
+
+/**
+ * A forward's output, read to the host and its device memory given back at once (Backend.release): what a generation
+ * loop does with each step's logits, so that a long generation on a device does not wait for the garbage collector.
+ */
+export function readOnce(b: Backend, t: Tensor): Float32Array {
+  const out = b.read(t);
+  b.release?.(t);
+  return out;
 }

@@ -5,6 +5,7 @@
  * positions and one row per question token is written. Without --press that equals one pass over context + question.
  * --ids-file reads the ids from a file (or "-", standard input) in the format `attend tokenize` writes.
  */
+import { readOnce } from '../backend/backend.js';
 import type { Command } from 'commander';
 import { check } from '../errors.js';
 import { checkFiniteLogits } from '../generate/finite.js';
@@ -58,7 +59,7 @@ export function registerLogits(program: Command): void {
         observer: session?.observer,
         afterChunk: (_, end) => session?.afterChunk(end, ids.length),
       });
-      logits = lm.model.backend.read(lm.model.forward(flags.questionIds, cache));
+      logits = readOnce(lm.model.backend, lm.model.forward(flags.questionIds, cache));
     }
     const firstPosition = flags.questionIds ? ids.length : 0;
     checkFiniteLogits(logits, (row) => `logits row ${row - firstPosition} (position ${row}), not written to ${flags.out}`, vocabSize, firstPosition);

@@ -21,6 +21,9 @@ export function forwardChunks(
   for (let start = 0; start < ids.length; start += chunkSize) {
     const end = Math.min(ids.length, start + chunkSize);
     const chunk = Array.prototype.slice.call(ids, start, end) as number[];
-    each(model.forward(chunk, cache, opts), start, end);
+    const logits = model.forward(chunk, cache, opts);
+    each(logits, start, end);
+    // Read (or not) inside `each`: a device backend gives its memory back now.
+    model.backend.release?.(logits);
   }
 }

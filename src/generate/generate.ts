@@ -5,6 +5,7 @@
  * the tokens are still emitted and checked one at a time, so EOS, stop strings, the token limit and the context
  * end generation at the same token as without a draft, and the tokens a block decided past that are dropped.
  */
+import { readOnce } from '../backend/backend.js';
 import { check } from '../errors.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import type { DType } from '../tensor/dtype.js';
@@ -184,7 +185,7 @@ export async function* generateStream(
     // The press's observer records decode steps only when the plan compresses while decoding: otherwise nothing reads
     // what it would record, and on a device each recorded step is a copy to the host per layer.
     const observer = session?.plan.decode ? session.observer : undefined;
-    logits = model.backend.read(model.forward([token], cache, { lastOnly: true, observer, select: selection?.select }));
+    logits = readOnce(model.backend, model.forward([token], cache, { lastOnly: true, observer, select: selection?.select }));
     if (spec) spec.decoder.stats.targetForwards++;
     session?.afterDecodeStep();
   }

@@ -39,6 +39,7 @@
  *   target's verification forward would feed rejected tokens' queries into the press statistics, which rolling
  *   back the entries cannot undo, so decode-time compression would no longer see what plain decoding sees.
  */
+import { readOnce } from '../backend/backend.js';
 import { check } from '../errors.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import type { CompressionPlan } from '../presses/runner.js';
@@ -193,7 +194,7 @@ export class SpeculativeDecoder {
     const qs: Float64Array[] = [];
     let input = history.slice(this.draftCache.nextPosition - this.offset);
     for (let i = 0; i < k; i++) {
-      const logits = this.draft.model.backend.read(this.draft.model.forward(input, this.draftCache, { lastOnly: true }));
+      const logits = readOnce(this.draft.model.backend, this.draft.model.forward(input, this.draftCache, { lastOnly: true }));
       this.stats.draftForwards++;
       checkFiniteLogits(logits, `the draft model, position ${start + i}`);
       const q = this.sampler.distribution(logits, seen);
@@ -206,7 +207,7 @@ export class SpeculativeDecoder {
 
     // The target scores the last token and every proposal in one forward: row i is p for proposal i (row k: bonus).
     const vocab = this.target.config.vocabSize;
-    const rows = this.target.model.backend.read(this.target.model.forward([history[history.length - 1], ...proposals], this.targetCache));
+    const rows = readOnce(this.target.model.backend, this.target.model.forward([history[history.length - 1], ...proposals], this.targetCache));
     this.stats.targetForwards++;
     checkFiniteLogits(rows, (row) => `speculative verification (position ${row})`, vocab, start);
     this.stats.proposed += k;

@@ -25,6 +25,7 @@
  * (teacher forcing, exactly that many steps, no stop test), which is how test/heads/retrieval-oracle.test.ts puts
  * Attend on the official code's own decoded tokens.
  */
+import { readOnce } from '../backend/backend.js';
 import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { AttendError } from '../errors.js';
@@ -150,7 +151,7 @@ export function decodeIds(lm: LoadedModel, promptIds: readonly number[], span: N
   for (let step = 0; step < steps && cache.nextPosition < limit; step++) {
     opts.beforeStep?.(cache.nextPosition);
     const logits = model.forward([input], cache, { observer: opts.observer, hooks });
-    greedy.push(argmax(model.backend.read(logits)));
+    greedy.push(argmax(readOnce(model.backend, logits)));
     input = opts.force ? opts.force[step] : greedy[step];
     tokens.push(input);
     opts.onStep?.(input);

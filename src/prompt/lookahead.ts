@@ -9,6 +9,7 @@
  * The draft's cache is its own and is dropped afterwards. checkDraftTokenizer is the check both methods (and the
  * CLI's --spec-pc) make that the draft shares the target's tokenizer.
  */
+import { readOnce } from '../backend/backend.js';
 import type { AttentionObserver } from '../backend/backend.js';
 import type { KVCache } from '../cache/kv-cache.js';
 import { AttendError, check } from '../errors.js';
@@ -44,7 +45,7 @@ export function greedyLookahead(model: CausalLM, ids: ArrayLike<number>, opts: L
     const next = argmax(logits);
     out.push(next);
     if (out.length >= opts.tokens || opts.eos?.includes(next)) return out;
-    logits = model.backend.read(model.forward([next], cache, { lastOnly: true, observer: opts.observer }));
+    logits = readOnce(model.backend, model.forward([next], cache, { lastOnly: true, observer: opts.observer }));
     opts.afterForward?.(cache, step);
   }
 }

@@ -117,6 +117,10 @@ export class CudaBackend implements Backend {
     return out;
   }
 
+  release(t: Tensor): void {
+    if (t.device) this.alloc.release(t.device as Block);
+  }
+
   upload(shape: readonly number[], data: Float32Array): Tensor {
     const t = this.empty(shape);
     this.driver.upload(t.device!.ptr, data);
