@@ -5,6 +5,7 @@
  * the backend's (Backend.appendKv), and so is reading them for attention. The CPU's implementation is HeadStore
  * (host arrays); a device backend gives its own, keeping keys and values in device memory.
  */
+import { AttendError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 
 export interface HeadMemory {
@@ -74,3 +75,44 @@ export interface HeadMemory {
  * Heads without the statistic attend as before; other kernels refuse it.
  */
 export const ENTRY_LOG_WEIGHT = 'attention.log-weight';
+
+/** The argument checks every HeadMemory makes, in one place (HeadStore on the host, the CUDA backend's on the device). */
+export const headChecks = {
+  /** `indices` ascending, unique whole numbers below `length` (keep, writeValues, writeKeys). */
+  indices(what: string, indices: ArrayLike<number>, length: number): void {
+    for (let i = 0; i < indices.length; i++) {
+      const j = indices[i];
+      if (!Number.isInteger(j) || j < 0 || j >= length || (i > 0 && j <= indices[i - 1])) {
+        throw new Error(`${what}: indices must be ascending, unique and below ${length}`);
+      }
+    }
+  },
+
+  /** f32 rows of headDim for each index, and the indices as above (writeValues, writeKeys). */
+  rows(what: string, indices: ArrayLike<number>, rows: Float32Array, headDim: number, length: number): void {
+    if (rows.length !== indices.length * headDim) throw new Error(`${what}: ${rows.length} values for ${indices.length} rows of ${headDim}`);
+    headChecks.indices(what, indices, length);
+  },
+
+  /** New positions for `n` entries, and rotation tables that fit them (renumber). */
+  renumber(positions: ArrayLike<number>, n: number, headDim: number, rotation?: { cos: Float32Array; sin: Float32Array }): void {
+    if (positions.length !== n) throw new Error(`renumber: ${positions.length} positions for ${n} entries`);
+    for (let i = 0; i < n; i++) {
+      if (!Number.isInteger(positions[i]) || positions[i] < 0 || (i > 0 && positions[i] <= positions[i - 1])) {
+        throw new Error('renumber: positions must be whole numbers ≥ 0, strictly ascending');
+      }
+    }
+    if (rotation && n > 0) {
+      const half = rotation.cos.length / n;
+      if (!Number.isInteger(half) || 2 * half > headDim || rotation.sin.length !== rotation.cos.length) {
+        throw new Error(`renumber: rotation tables of ${rotation.cos.length} angles do not fit ${n} entries of ${headDim}`);
+      }
+    }
+  },
+
+  truncate(position: number): void {
+    if (!Number.isInteger(position) || position < 0) {
+      throw new AttendError(`cannot truncate a cache head to position ${position}: it must be a whole number ≥ 0`);
+    }
+  },
+};

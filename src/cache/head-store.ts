@@ -10,9 +10,8 @@
  * channels of the query only (the CPU kernel), which is the product with the zeroed key. Values keep every channel.
  */
 import { applyRope } from '../attention/rope.js';
-import { AttendError } from '../errors.js';
 import { type DType, BYTES_PER_ELEMENT, narrow, widen } from '../tensor/dtype.js';
-import type { HeadMemory } from './head-memory.js';
+import { headChecks, type HeadMemory } from './head-memory.js';
 import { countUpTo, indexIn } from './positions.js';
 
 /**
@@ -174,6 +173,7 @@ export class HeadStore implements HeadMemory {
    * dropped entries' memory is released.
    */
   keep(indices: ArrayLike<number>): void {
+    headChecks.indices('keep', indices, this.length);
     const d = this.headDim;
     const n = indices.length;
     // Kept pruned entries stay pruned (they come first, indices being ascending).
@@ -185,9 +185,6 @@ export class HeadStore implements HeadMemory {
     const positions = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       const j = indices[i];
-      if (j < 0 || j >= this.length || (i > 0 && j <= indices[i - 1])) {
-        throw new Error(`keep: indices must be ascending, unique and below ${this.length}`);
-      }
       const from = this.keyAt(j);
       keys.set(this.keyData.subarray(from, from + (i < pruned ? m : d)), i < pruned ? i * m : pruned * m + (i - pruned) * d);
       values.set(this.valueData.subarray(j * d, (j + 1) * d), i * d);
@@ -243,12 +240,9 @@ export class HeadStore implements HeadMemory {
   /** Overwrites the values of the entries at `indices` (ascending, unique) with f32 rows (narrowed to the dtype). */
   writeValues(indices: ArrayLike<number>, rows: Float32Array): void {
     const d = this.headDim;
-    if (rows.length !== indices.length * d) throw new Error(`writeValues: ${rows.length} values for ${indices.length} rows of ${d}`);
+    headChecks.rows('writeValues', indices, rows, d, this.length);
     for (let i = 0; i < indices.length; i++) {
       const j = indices[i];
-      if (j < 0 || j >= this.length || (i > 0 && j <= indices[i - 1])) {
-        throw new Error(`writeValues: indices must be ascending, unique and below ${this.length}`);
-      }
       this.writeRow(this.valueData, j * d, rows.subarray(i * d, (i + 1) * d));
     }
   }
@@ -259,13 +253,10 @@ export class HeadStore implements HeadMemory {
    */
   writeKeys(indices: ArrayLike<number>, rows: Float32Array): void {
     const d = this.headDim;
-    if (rows.length !== indices.length * d) throw new Error(`writeKeys: ${rows.length} values for ${indices.length} rows of ${d}`);
+    headChecks.rows('writeKeys', indices, rows, d, this.length);
     const channels = this.channelData;
     for (let i = 0; i < indices.length; i++) {
       const j = indices[i];
-      if (j < 0 || j >= this.length || (i > 0 && j <= indices[i - 1])) {
-        throw new Error(`writeKeys: indices must be ascending, unique and below ${this.length}`);
-      }
       const row = rows.subarray(i * d, (i + 1) * d);
       if (j >= this.prunedRows) {
         this.writeRow(this.keyData, this.keyAt(j), row);
@@ -284,17 +275,8 @@ export class HeadStore implements HeadMemory {
    */
   renumber(positions: ArrayLike<number>, rotation?: { cos: Float32Array; sin: Float32Array }): void {
     const n = this.length;
-    if (positions.length !== n) throw new Error(`renumber: ${positions.length} positions for ${n} entries`);
-    for (let i = 0; i < n; i++) {
-      if (!Number.isInteger(positions[i]) || positions[i] < 0 || (i > 0 && positions[i] <= positions[i - 1])) {
-        throw new Error(`renumber: positions must be whole numbers ≥ 0, strictly ascending`);
-      }
-    }
+    headChecks.renumber(positions, n, this.headDim, rotation);
     if (rotation && n > 0) {
-      const half = rotation.cos.length / n;
-      if (!Number.isInteger(half) || 2 * half > this.headDim || rotation.sin.length !== rotation.cos.length) {
-        throw new Error(`renumber: rotation tables of ${rotation.cos.length} angles do not fit ${n} entries of ${this.headDim}`);
-      }
       const keys = this.keys(0, n);
       applyRope(keys, n, 1, this.headDim, rotation);
       if (this.prunedRows > 0) {
@@ -318,9 +300,7 @@ export class HeadStore implements HeadMemory {
    * from zero as `stat` promises, and those of the kept entries stay where they are.
    */
   truncate(position: number): void {
-    if (!Number.isInteger(position) || position < 0) {
-      throw new AttendError(`cannot truncate a cache head to position ${position}: it must be a whole number ≥ 0`);
-    }
+    headChecks.truncate(position);
     const n = this.visibleUpTo(position - 1);
     for (const s of this.statData.values()) s.fill(0, n, this.length);
     this.length = n;

@@ -11,8 +11,7 @@
  */
 import { applyRope } from '../../attention/rope.js';
 import { countUpTo } from '../../cache/positions.js';
-import type { HeadMemory } from '../../cache/head-memory.js';
-import { AttendError } from '../../errors.js';
+import { headChecks, type HeadMemory } from '../../cache/head-memory.js';
 import { BYTES_PER_ELEMENT, type DType } from '../../tensor/dtype.js';
 import type { CudaContext } from './context.js';
 import type { Block } from './memory.js';
@@ -164,12 +163,7 @@ export class DeviceHeadMemory implements HeadMemory {
 
   keep(indices: ArrayLike<number>): void {
     const n = indices.length;
-    for (let i = 0; i < n; i++) {
-      const j = indices[i];
-      if (!Number.isInteger(j) || j < 0 || j >= this.length || (i > 0 && j <= indices[i - 1])) {
-        throw new Error(`keep: indices must be ascending, unique and below ${this.length}`);
-      }
-    }
+    headChecks.indices('keep', indices, this.length);
     const { alloc } = this.ctx;
     const idx = Int32Array.from(indices);
     const [k, v, p] = [alloc.persistent(n * this.rowBytes), alloc.persistent(n * this.rowBytes), alloc.persistent(n * 4)];
@@ -191,27 +185,14 @@ export class DeviceHeadMemory implements HeadMemory {
 
   private write(what: string, block: Block | null, indices: ArrayLike<number>, rows: Float32Array): void {
     const d = this.headDim;
-    if (rows.length !== indices.length * d) throw new Error(`${what}: ${rows.length} values for ${indices.length} rows of ${d}`);
-    for (let i = 0; i < indices.length; i++) {
-      const j = indices[i];
-      if (j < 0 || j >= this.length || (i > 0 && j <= indices[i - 1])) throw new Error(`${what}: indices must be ascending, unique and below ${this.length}`);
-    }
+    headChecks.rows(what, indices, rows, d, this.length);
     if (indices.length > 0) this.ctx.scatterRows(this.dtype, block!.ptr, Int32Array.from(indices), rows, d);
   }
 
   renumber(positions: ArrayLike<number>, rotation?: { cos: Float32Array; sin: Float32Array }): void {
     const n = this.length;
-    if (positions.length !== n) throw new Error(`renumber: ${positions.length} positions for ${n} entries`);
-    for (let i = 0; i < n; i++) {
-      if (!Number.isInteger(positions[i]) || positions[i] < 0 || (i > 0 && positions[i] <= positions[i - 1])) {
-        throw new Error('renumber: positions must be whole numbers ≥ 0, strictly ascending');
-      }
-    }
+    headChecks.renumber(positions, n, this.headDim, rotation);
     if (rotation && n > 0) {
-      const half = rotation.cos.length / n;
-      if (!Number.isInteger(half) || 2 * half > this.headDim || rotation.sin.length !== rotation.cos.length) {
-        throw new Error(`renumber: rotation tables of ${rotation.cos.length} angles do not fit ${n} entries of ${this.headDim}`);
-      }
       const keys = this.keys(0, n);
       applyRope(keys, n, 1, this.headDim, rotation);
       this.ctx.scatterRows(this.dtype, this.keyBlock!.ptr, Int32Array.from({ length: n }, (_, i) => i), keys, this.headDim);
@@ -221,9 +202,7 @@ export class DeviceHeadMemory implements HeadMemory {
   }
 
   truncate(position: number): void {
-    if (!Number.isInteger(position) || position < 0) {
-      throw new AttendError(`cannot truncate a cache head to position ${position}: it must be a whole number ≥ 0`);
-    }
+    headChecks.truncate(position);
     const n = this.visibleUpTo(position - 1);
     for (const s of this.statData.values()) s.fill(0, n, this.length);
     this.length = n;

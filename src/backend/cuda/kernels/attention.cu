@@ -99,6 +99,33 @@ __device__ __forceinline__ float dot(const float (&a)[DPL], const float (&b)[DPL
   return warp_sum(s);
 }
 
+// The warps of a block merged into the split's partial result of each of its `gcount` query heads, at `out` (the
+// first head's; the next head's is `splits` results further): running max, sum, then the weighted values. Sigmoid
+// rows have no max or sum: their warps' values add up. attend and attend_decode share it.
+template <int Sigmoid>
+__device__ __forceinline__ void write_partial(const float (&sm)[WARPS][GROUP], const float (&sl)[WARPS][GROUP], const float (&sa)[WARPS][GROUP][HEAD_DIM], int gcount, float* out0, int splits) {
+  for (int idx = threadIdx.x; idx < gcount * HEAD_DIM; idx += blockDim.x) {
+    const int g = idx / HEAD_DIM, c = idx % HEAD_DIM;
+    float* out = out0 + (long long)g * splits * (2 + HEAD_DIM);
+    float M = -INFINITY, L = 0.f, A = 0.f;
+    if (Sigmoid) {
+      M = 0.f;
+      for (int w = 0; w < WARPS; w++) A += sa[w][g][c];
+    } else {
+      for (int w = 0; w < WARPS; w++) M = fmaxf(M, sm[w][g]);
+      if (M != -INFINITY)
+        for (int w = 0; w < WARPS; w++) {
+          if (sm[w][g] == -INFINITY) continue;
+          const float f = expf(sm[w][g] - M);
+          L += sl[w][g] * f;
+          A += sa[w][g][c] * f;
+        }
+    }
+    if (c == 0) { out[0] = M; out[1] = L; }
+    out[2 + c] = A;
+  }
+}
+
 // part: [rows × numHeads × splits × (2 + HEAD_DIM)]: running max, sum, then the weighted values (unnormalised).
 extern "C" __global__ void __launch_bounds__(WARPS * 32) attend(const float* q, const int* qpos, int rows, int numHeads, int base, Heads t, float scale, int window, float bias, const int* parents, const int* qlist, const int* qlistData, int splits, float* part) {
   const int row = blockIdx.x, split = blockIdx.z, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -148,29 +175,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) attend(const float* q, 
     for (int d = 0; d < DPL; d++) { const int c = lane + 32 * d; if (c < HEAD_DIM) sa[warp][g][c] = acc[g][d]; }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < pl.gcount * HEAD_DIM; idx += blockDim.x) {
-    const int g = idx / HEAD_DIM, c = idx % HEAD_DIM;
-    float* out = part + (((long long)row * numHeads + qh0 + g) * splits + split) * (2 + HEAD_DIM);
-#if SIGMOID
-    float A = 0.f;
-    for (int w = 0; w < WARPS; w++) A += sa[w][g][c];
-    if (c == 0) { out[0] = 0.f; out[1] = 0.f; }
-    out[2 + c] = A;
-#else
-    float M = -INFINITY;
-    for (int w = 0; w < WARPS; w++) M = fmaxf(M, sm[w][g]);
-    float L = 0.f, A = 0.f;
-    if (M != -INFINITY)
-      for (int w = 0; w < WARPS; w++) {
-        if (sm[w][g] == -INFINITY) continue;
-        const float f = expf(sm[w][g] - M);
-        L += sl[w][g] * f;
-        A += sa[w][g][c] * f;
-      }
-    if (c == 0) { out[0] = M; out[1] = L; }
-    out[2 + c] = A;
-#endif
-  }
+  write_partial<SIGMOID>(sm, sl, sa, pl.gcount, part + (((long long)row * numHeads + qh0) * splits + split) * (2 + HEAD_DIM), splits);
 }
 
 // out [rows × numHeads·HEAD_DIM]: the splits of each (row, query head) merged; a row that sees nothing reads 0.
@@ -343,21 +348,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) attend_decode(const flo
     }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < GROUP * HEAD_DIM; idx += blockDim.x) {
-    const int g = idx / HEAD_DIM, c = idx % HEAD_DIM;
-    float* out = part + (((long long)row * numHeads + qh0 + g) * splits + split) * (2 + HEAD_DIM);
-    float M = -INFINITY;
-    for (int w = 0; w < WARPS; w++) M = fmaxf(M, sm[w][g]);
-    float L = 0.f, A = 0.f;
-    if (M != -INFINITY)
-      for (int w = 0; w < WARPS; w++) {
-        if (sm[w][g] == -INFINITY) continue;
-        const float f = expf(sm[w][g] - M);
-        L += sl[w][g] * f;
-        A += sa[w][g][c] * f;
-      }
-    if (c == 0) { out[0] = M; out[1] = L; }
-    out[2 + c] = A;
-  }
+  write_partial<0>(sm, sl, sa, GROUP, part + (((long long)row * numHeads + qh0) * splits + split) * (2 + HEAD_DIM), splits);
 }
 #endif
