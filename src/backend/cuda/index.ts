@@ -23,7 +23,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { asF32 } from '../../models/weights.js';
 import { type CudaContext, cudaContext, KV_DEFINES, STORE } from './context.js';
 import { DeviceHeadMemory } from './head-memory.js';
-import type { Block } from './memory.js';
+import { type Block, DeviceMirror } from './memory.js';
 
 type Layer = LayerCache<HeadMemory>;
 
@@ -55,9 +55,15 @@ export class CudaBackend implements Backend {
   readonly ctx: CudaContext;
   readonly weights: 'stored' | 'f32';
 
+  /** A forward's positions (appendKv and attention) and its RoPE tables, uploaded once for all its layers. */
+  private readonly positionsOnDevice: DeviceMirror;
+  private readonly ropeOnDevice: DeviceMirror;
+
   constructor(opts: CudaOptions = {}, ctx?: CudaContext) {
     this.ctx = ctx ?? cudaContext();
     this.weights = opts.weights ?? 'stored';
+    this.positionsOnDevice = new DeviceMirror(this.ctx.alloc, this.ctx.driver);
+    this.ropeOnDevice = new DeviceMirror(this.ctx.alloc, this.ctx.driver);
   }
 
   private get driver() {
@@ -194,39 +200,11 @@ export class CudaBackend implements Backend {
     return out;
   }
 
-  /** The positions of the last call, kept on the device while the same array comes back (every layer of a forward). */
-  private positionCache: { array: Int32Array; copy: Int32Array; block: Block } | undefined;
-
-  /** The device copy of a forward's positions (shared by appendKv and attention of every layer). */
-  private devicePositions(positions: Int32Array): number {
-    const c = this.positionCache;
-    if (c && c.array === positions && c.copy.length === positions.length && c.copy.every((v, i) => v === positions[i])) return c.block.ptr;
-    if (c) this.alloc.release(c.block);
-    const block = this.alloc.persistent(Math.max(4, positions.byteLength));
-    this.driver.upload(block.ptr, positions);
-    this.positionCache = { array: positions, copy: positions.slice(), block };
-    return block.ptr;
-  }
-
-  /** cos/sin tables of the last forward, kept on the device while the same arrays come back (every layer's q and k). */
-  private ropeCache: { cos: Float32Array; sin: Float32Array; copy: Float32Array; block: Block } | undefined;
-
   rope(x: Tensor, heads: number, headDim: number, tables: { cos: Float32Array; sin: Float32Array }): void {
     const rows = x.size / (heads * headDim);
     const half = tables.cos.length / rows;
     const n = tables.cos.length;
-    let c = this.ropeCache;
-    const same = c && c.cos === tables.cos && c.sin === tables.sin && c.copy.length === 2 * n && c.copy.subarray(0, n).every((v, i) => v === tables.cos[i]);
-    if (!same) {
-      if (c) this.alloc.release(c.block);
-      const copy = new Float32Array(2 * n);
-      copy.set(tables.cos);
-      copy.set(tables.sin, n);
-      const block = this.alloc.persistent(copy.byteLength);
-      this.driver.upload(block.ptr, copy);
-      c = this.ropeCache = { cos: tables.cos, sin: tables.sin, copy, block };
-    }
-    const b = c!.block.ptr;
+    const b = this.ropeOnDevice.of(tables.cos, tables.sin);
     this.inPlace(x, (px) =>
       this.ctx.launch1d(this.ew('rope'), rows * heads * half, this.driver.args().p(px).p(b).p(b + 4 * n).i(rows).i(heads).i(headDim).i(half)));
   }
@@ -325,7 +303,7 @@ export class CudaBackend implements Backend {
       if (h.length > 0 && positions[0] <= h.positions[h.length - 1]) throw new Error('cache entries must be appended in increasing position order');
       h.reserve(h.length + rows);
     }
-    const pos = this.devicePositions(positions);
+    const pos = this.positionsOnDevice.of(positions);
     const [pk, pv] = [this.at(k), this.at(v)];
     for (let base = 0; base < heads.length; base += MAXH) {
       const group = heads.slice(base, base + MAXH);
@@ -379,7 +357,7 @@ export class CudaBackend implements Backend {
       blocks.push(b);
       return b.ptr;
     };
-    const qpos = this.devicePositions(positions);
+    const qpos = this.positionsOnDevice.of(positions);
     const parents = opts.tree ? temp(opts.tree.parents) : 0;
     let qlist = 0;
     let qlistData = 0;

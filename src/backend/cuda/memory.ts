@@ -144,3 +144,46 @@ export class DeviceAllocator {
     return result;
   }
 }
+
+type HostArray = Int32Array | Float32Array;
+
+/**
+ * Host arrays kept on the device while the same arrays, unchanged, come back: a forward's positions and RoPE tables,
+ * which every layer passes again. `of(a, b, …)` returns the device address of their bytes one after the other; a
+ * different set (or a changed array) replaces the last one and gives its block back.
+ */
+export class DeviceMirror {
+  private last: { arrays: HostArray[]; copies: HostArray[]; block: Block } | undefined;
+
+  constructor(
+    private readonly alloc: DeviceAllocator,
+    private readonly driver: CudaDriver,
+  ) {}
+
+  of(...arrays: HostArray[]): number {
+    const l = this.last;
+    if (l && this.holds(l, arrays)) return l.block.ptr;
+    if (l) this.alloc.release(l.block);
+    const bytes = new Uint8Array(arrays.reduce((n, a) => n + a.byteLength, 0));
+    let at = 0;
+    for (const a of arrays) {
+      bytes.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), at);
+      at += a.byteLength;
+    }
+    const block = this.alloc.persistent(Math.max(4, bytes.byteLength));
+    this.driver.upload(block.ptr, bytes);
+    this.last = { arrays, copies: arrays.map((a) => a.slice()), block };
+    return block.ptr;
+  }
+
+  /** Whether `last` holds these very arrays with these contents (plain loops: it runs for every layer). */
+  private holds(last: { arrays: HostArray[]; copies: HostArray[] }, arrays: HostArray[]): boolean {
+    if (last.arrays.length !== arrays.length) return false;
+    for (let i = 0; i < arrays.length; i++) {
+      const [a, c] = [arrays[i], last.copies[i]];
+      if (last.arrays[i] !== a || c.length !== a.length) return false;
+      for (let j = 0; j < a.length; j++) if (c[j] !== a[j]) return false;
+    }
+    return true;
+  }
+}
